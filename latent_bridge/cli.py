@@ -1,0 +1,135 @@
+"""The `latent-bridge` command. Each subcommand imports its side lazily, so `serve` needs no torch."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from latent_bridge import __version__
+
+TRAIN_HINT = "training needs the train extra: pip install torch==2.13.0 'latent-bridge[train]'"
+SERVE_HINT = "serving needs the serve extra: pip install 'latent-bridge[serve]'"
+
+
+def _need(hint: str) -> Callable[[ModuleNotFoundError], None]:
+    def fail(exc: ModuleNotFoundError) -> None:
+        sys.exit(f"latent-bridge: missing package {exc.name!r}; {hint}")
+
+    return fail
+
+
+def parse_edges(text: str | None) -> list[tuple[str, str]] | None:
+    if not text:
+        return None
+    edges = []
+    for item in text.split(","):
+        a, sep, b = item.strip().partition(":")
+        if not sep or not a or not b:
+            raise argparse.ArgumentTypeError(f"edge {item!r} is not of the form source:target")
+        edges.append((a, b))
+    return edges
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    try:
+        from training.config import TrainConfig
+        from training.train import train
+    except ModuleNotFoundError as exc:
+        _need(TRAIN_HINT)(exc)
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    overrides["progress"] = not args.quiet
+    manifest = train(TrainConfig(**overrides))
+    print(f"wrote bundle {args.out} ({len(manifest.edges)} edges)")
+    for edge in manifest.edges:
+        m = edge.metrics
+        print(f"  {edge.source:>8} → {edge.target:<8} {edge.kind:<10} R@1 {m.r1:.3f}  R@10 {m.r10:.3f}  "
+              f"cycle cos {m.cycle_cosine:.3f}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    try:
+        from training.report import evaluate_bundle
+    except ModuleNotFoundError as exc:
+        _need(TRAIN_HINT)(exc)
+    report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed)
+    print(f"wrote report to {args.report} ({len(report['edges'])} edges)")
+
+
+def cmd_data_demo(args: argparse.Namespace) -> None:
+    try:
+        from training.datasets.demo import build_demo
+    except ModuleNotFoundError as exc:
+        _need("the demo dataset needs the encoders extra: pip install 'latent-bridge[encoders]'")(exc)
+    build_demo(args.out, limit=args.limit)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from service.server import serve
+    except ModuleNotFoundError as exc:
+        _need(SERVE_HINT)(exc)
+    serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latent-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train translators between modalities and write a bundle")
+    train.add_argument("--data", type=Path, required=True, help="dataset folder, one file per modality")
+    train.add_argument("--out", type=Path, required=True, help="new bundle folder, e.g. models/NAME")
+    train.add_argument("--kind", default=None, help="auto (default), identity, centroid, procrustes, ridge, cca, mlp")
+    train.add_argument("--edges", type=parse_edges, default=None,
+                       help="pairs to train, e.g. audio:text,image:text (each gives both directions)")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--hidden", type=int, default=None)
+    train.add_argument("--dropout", type=float, default=None)
+    train.add_argument("--temperature", type=float, default=None)
+    train.add_argument("--infonce-weight", dest="infonce_weight", type=float, default=None)
+    train.add_argument("--recon-weight", dest="recon_weight", type=float, default=None)
+    train.add_argument("--min-shared", dest="min_shared", type=int, default=None)
+    train.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="recompute a bundle's metrics on a dataset and write a report")
+    ev.add_argument("--bundle", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md, *.png")
+    ev.add_argument("--seed", type=int, default=0, help="the split seed the bundle was trained with")
+    ev.set_defaults(func=cmd_eval)
+
+    data = sub.add_parser("data", help="build datasets")
+    data_sub = data.add_subparsers(dest="dataset", required=True)
+    demo = data_sub.add_parser("demo", help="build the image/text/audio demo dataset from Debian media")
+    demo.add_argument("--out", type=Path, default=Path("data/demo"))
+    demo.add_argument("--limit", type=int, default=None, help="only the first N stamps")
+    demo.set_defaults(func=cmd_data_demo)
+
+    serve = sub.add_parser("serve", help="serve a bundle over HTTP")
+    serve.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: $LATENT_BRIDGE_BUNDLE)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=None)
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileExistsError) as exc:
+        sys.exit(f"latent-bridge: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Write a bundle atomically: everything goes to a temp folder beside the target, then one rename.
+
+A crash at any point leaves either no bundle or a whole one, never half of one; an existing bundle is
+never overwritten (bundles are immutable, a new run writes a new name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from service.manifest import (
+    SCHEMA_VERSION,
+    EdgeMetrics,
+    EdgeSpec,
+    GallerySpec,
+    IndexType,
+    Lineage,
+    Manifest,
+    ModalitySpec,
+    write_manifest,
+)
+from training.datasets.reader import ModalityData
+from training.galleries import build_index, serialize
+
+VERSIONED_PACKAGES = ("latent-bridge", "torch", "onnx", "onnxruntime", "faiss-cpu", "numpy")
+
+
+class BundleExistsError(FileExistsError):
+    pass
+
+
+@dataclass(frozen=True)
+class EdgeArtifact:
+    """A trained, verified edge ready to be written: ONNX bytes and its held-out metrics."""
+
+    source: str
+    target: str
+    kind: str
+    onnx_bytes: bytes
+    metrics: EdgeMetrics
+    candidates: dict[str, EdgeMetrics]
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}__{self.target}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@contextmanager
+def staged_bundle(out: Path) -> Iterator[Path]:
+    """Yield a temp folder; on success rename it to ``out``, on any failure remove it."""
+    out = Path(out)
+    if out.exists():
+        raise BundleExistsError(f"{out}: a bundle already exists there; bundles are immutable, pick a new name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (staging / "translators").mkdir()
+        (staging / "index").mkdir()
+        yield staging
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return sha256_bytes(data)
+
+
+def write_gallery(staging: Path, data: ModalityData, index_type: IndexType) -> GallerySpec:
+    index_file = f"index/{data.name}.faiss"
+    ids_file = f"index/{data.name}.parquet"
+    index_sha = _write(staging / index_file, serialize(build_index(data.embeddings, index_type)))
+    table = pd.DataFrame({"id": data.ids, "sample": data.samples}).join(data.payload)
+    table.to_parquet(staging / ids_file, index=False)
+    return GallerySpec(
+        modality=data.name,
+        index_file=index_file,
+        index_sha256=index_sha,
+        ids_file=ids_file,
+        ids_sha256=sha256_bytes((staging / ids_file).read_bytes()),
+        index_type=index_type,
+        size=len(data),
+    )
+
+
+def edge_spec(staging: Path, artifact: EdgeArtifact) -> EdgeSpec:
+    file = f"translators/{artifact.key}.onnx"
+    digest = _write(staging / file, artifact.onnx_bytes)
+    return EdgeSpec(
+        source=artifact.source,
+        target=artifact.target,
+        kind=artifact.kind,  # type: ignore[arg-type]
+        file=file,
+        sha256=digest,
+        metrics=artifact.metrics,
+        candidates=artifact.candidates,
+    )
+
+
+def modality_spec(data: ModalityData, description: str = "") -> ModalitySpec:
+    return ModalitySpec(name=data.name, dim=data.dim, description=description)
+
+
+def write_bundle(
+    out: Path,
+    data: dict[str, ModalityData],
+    artifacts: list[EdgeArtifact],
+    dataset_fingerprint: str,
+    training: dict[str, object],
+    index_type: IndexType = "flat",
+    lineage: Lineage | None = None,
+) -> Manifest:
+    """Write a whole bundle from trained edges and the dataset's modalities (one gallery each)."""
+    with staged_bundle(out) as staging:
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            name=Path(out).name,
+            created_at=datetime.now(UTC),
+            modalities=[modality_spec(data[m]) for m in sorted(data)],
+            edges=[edge_spec(staging, a) for a in artifacts],
+            galleries=[write_gallery(staging, data[m], index_type) for m in sorted(data)],
+            dataset_fingerprint=dataset_fingerprint,
+            versions=package_versions(),
+            training=training,
+            lineage=lineage or Lineage(new_edges=[a.key for a in artifacts]),
+        )
+        write_manifest(manifest, staging)
+    return manifest
+

@@ -1,0 +1,55 @@
+"""Training configuration: one dataclass, filled from the command line."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from service.manifest import EDGE_KINDS, IndexType
+
+KIND_CHOICES = ("auto", *EDGE_KINDS)
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    kind: str = "auto"  # one of KIND_CHOICES; auto keeps, per edge, the best on validation R@1
+    edges: list[tuple[str, str]] | None = None  # directed; None = every pair sharing enough samples
+    seed: int = 0
+    min_shared: int = 32
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    # linear kinds
+    ridge_alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    cca_dim: int = 128
+    # MLP
+    hidden: int = 512
+    dropout: float = 0.2
+    epochs: int = 150
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 20
+    recon_weight: float = 0.5
+    infonce_weight: float = 1.0
+    temperature: float = 0.05
+    max_pairs_per_sample: int = 8
+    # galleries
+    index_type: IndexType = "flat"
+    progress: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_CHOICES:
+            raise ValueError(f"unknown kind {self.kind!r}; choose from {', '.join(KIND_CHOICES)}")
+        if not 0 < self.val_fraction + self.test_fraction < 1:
+            raise ValueError("val_fraction + test_fraction must be between 0 and 1")
+
+    def as_record(self) -> dict[str, object]:
+        """JSON-able copy for the manifest."""
+        record = asdict(self)
+        record["data"] = str(self.data)
+        record["out"] = str(self.out)
+        record["edges"] = [f"{a}:{b}" for a, b in self.edges] if self.edges else None
+        return record

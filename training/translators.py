@@ -1,0 +1,135 @@
+"""Translators: one directed edge A→B, as a torch module from a raw A embedding to a raw B embedding.
+
+Linear kinds are fitted in closed form (numpy) on standardised spaces and folded into one affine map;
+the MLP is a residual on the best linear map, so at initialisation it *is* that map and training can only
+move it where the validation split says it helps. Standardisation is baked into every module, so the
+exported ONNX takes what the user's encoder gives and the service chains edges without glue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+LINEAR_KINDS = ("identity", "centroid", "procrustes", "ridge", "cca")
+
+
+@dataclass(frozen=True)
+class SpaceStats:
+    """Mean and scalar scale of a modality's training rows: (x - mean) / scale has unit mean norm."""
+
+    mean: np.ndarray
+    scale: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> SpaceStats:
+        mean = x.mean(axis=0)
+        scale = float(np.linalg.norm(x - mean, axis=1).mean()) or 1.0
+        return cls(mean=mean.astype(np.float32), scale=scale)
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale).astype(np.float32)
+
+
+class AffineTranslator(nn.Module):
+    """y = x @ weight + bias, the exported form of every linear kind."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        super().__init__()
+        self.linear = nn.Linear(weight.shape[0], weight.shape[1])
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight.T, dtype=np.float32)))
+            self.linear.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def affine_from_standardised(m: np.ndarray, src: SpaceStats, dst: SpaceStats) -> AffineTranslator:
+    """Fold y = ((x - mu_a) / s_a) @ m * s_b + mu_b into a single affine map."""
+    weight = m * (dst.scale / src.scale)
+    bias = dst.mean - src.mean @ weight
+    return AffineTranslator(weight.astype(np.float32), bias.astype(np.float32))
+
+
+def fit_linear(kind: str, xs: np.ndarray, ys: np.ndarray, ridge_alpha: float = 1.0, cca_dim: int = 128) -> np.ndarray:
+    """The map m on standardised rows (xs @ m ≈ ys) for a linear kind; xs, ys paired row by row."""
+    da, db = xs.shape[1], ys.shape[1]
+    if kind in ("identity", "centroid"):
+        if da != db:
+            raise ValueError(f"{kind} needs equal dimensions, got {da} and {db}")
+        return np.eye(da, dtype=np.float64)
+    if kind == "procrustes":
+        d = max(da, db)
+        xp = np.zeros((len(xs), d))
+        yp = np.zeros((len(ys), d))
+        xp[:, :da], yp[:, :db] = xs, ys
+        u, _, vt = np.linalg.svd(xp.T @ yp)
+        return (u @ vt)[:da, :db]
+    if kind == "ridge":
+        gram = xs.T @ xs + ridge_alpha * len(xs) / da * np.eye(da)
+        return np.linalg.solve(gram, xs.T @ ys)
+    if kind == "cca":
+        return _cca_map(xs, ys, cca_dim)
+    raise ValueError(f"unknown linear kind {kind!r}")
+
+
+def _inv_sqrt(c: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(c)
+    return (v / np.sqrt(np.maximum(w, 1e-8))) @ v.T
+
+
+def _cca_map(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> np.ndarray:
+    """Regularised CCA, then the best reduced-rank map: x → canonical u → ρ·u → back to B's space."""
+    n = len(xs)
+    cxx = xs.T @ xs / n
+    cyy = ys.T @ ys / n
+    cxx += reg * np.trace(cxx) / len(cxx) * np.eye(len(cxx))
+    cyy += reg * np.trace(cyy) / len(cyy) * np.eye(len(cyy))
+    wx, wy = _inv_sqrt(cxx), _inv_sqrt(cyy)
+    u, rho, vt = np.linalg.svd(wx @ (xs.T @ ys / n) @ wy)
+    k = min(k, len(rho))
+    a = wx @ u[:, :k]  # x → canonical
+    b = wy @ vt[:k].T  # y → canonical
+    return (a * rho[:k]) @ np.linalg.pinv(b)
+
+
+class MLPTranslator(nn.Module):
+    """Residual MLP over a linear map, in standardised spaces, with standardisation baked in."""
+
+    def __init__(self, base: np.ndarray, src: SpaceStats, dst: SpaceStats, hidden: int, dropout: float) -> None:
+        super().__init__()
+        da, db = base.shape
+        self.register_buffer("src_mean", torch.from_numpy(src.mean))
+        self.register_buffer("dst_mean", torch.from_numpy(dst.mean))
+        self.src_scale = float(src.scale)
+        self.dst_scale = float(dst.scale)
+        self.base = nn.Linear(da, db, bias=False)
+        with torch.no_grad():
+            self.base.weight.copy_(torch.from_numpy(np.ascontiguousarray(base.T, dtype=np.float32)))
+        self.residual = nn.Sequential(
+            nn.Linear(da, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, db)
+        )
+        nn.init.zeros_(self.residual[-1].weight)
+        nn.init.zeros_(self.residual[-1].bias)
+
+    def standardised(self, xs: torch.Tensor) -> torch.Tensor:
+        """Standardised A → standardised B; what the losses see."""
+        return self.base(xs) + self.residual(xs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = (x - self.src_mean) / self.src_scale
+        return self.standardised(xs) * self.dst_scale + self.dst_mean
+
+
+def translate(module: nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """Run a translator on numpy rows in eval mode."""
+    module.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(module(torch.from_numpy(np.ascontiguousarray(x[i : i + batch], dtype=np.float32))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
