@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,4 +53,4 @@ class TrainConfig:
         record["data"] = str(self.data)
         record["out"] = str(self.out)
         record["edges"] = [f"{a}:{b}" for a, b in self.edges] if self.edges else None
-        return record
+        return json.loads(json.dumps(record))  # tuples become lists, as they will be read back

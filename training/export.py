@@ -33,7 +33,7 @@ def to_onnx(module: nn.Module, in_dim: int) -> bytes:
         torch.onnx.export(
             module,
             (torch.zeros(2, in_dim),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # file-like objects are accepted
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},

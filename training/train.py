@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from service.manifest import EdgeMetrics, Manifest
+from service.manifest import EDGE_KINDS, EdgeMetrics, Manifest
 from training.bundle import EdgeArtifact, write_bundle
 from training.config import TrainConfig
 from training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples, trainable_pairs
 from training.datasets.splits import Split, paired_rows, split_samples
-from training.evaluate import edge_metrics, ranks
+from training.evaluate import edge_metrics
 from training.export import to_onnx
 from training.translators import (
     AffineTranslator,
@@ -249,11 +249,17 @@ def _pair_score(c: Candidate) -> tuple[float, float]:
     return ((c.val[0].r1 + c.val[1].r1) / 2, (c.val[0].mrr + c.val[1].mrr) / 2)
 
 
+def _selection_key(c: Candidate, direction: int) -> tuple[float, int, float]:
+    """Validation R@1 first; on a tie the simpler kind wins (small validation sets tie often), then MRR."""
+    assert c.val is not None
+    return (c.val[direction].r1, -EDGE_KINDS.index(c.kind), c.val[direction].mrr)  # type: ignore[arg-type]
+
+
 def choose(pair: Pair, found: list[Candidate]) -> list[EdgeArtifact]:
-    """Per direction, the candidate with the best validation R@1 (MRR breaks ties), exported to ONNX."""
+    """Per direction, the candidate that wins on validation (see ``_selection_key``), exported to ONNX."""
     artifacts = []
     for direction, (src, dst) in enumerate(((pair.a, pair.b), (pair.b, pair.a))):
-        best = max(found, key=lambda c: _score(c.val[direction]))  # type: ignore[index]
+        best = max(found, key=lambda c: _selection_key(c, direction))
         module = best.forward if direction == 0 else best.backward
         artifacts.append(
             EdgeArtifact(

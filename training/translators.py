@@ -100,6 +100,9 @@ def _cca_map(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> np.nd
 class MLPTranslator(nn.Module):
     """Residual MLP over a linear map, in standardised spaces, with standardisation baked in."""
 
+    src_mean: torch.Tensor
+    dst_mean: torch.Tensor
+
     def __init__(self, base: np.ndarray, src: SpaceStats, dst: SpaceStats, hidden: int, dropout: float) -> None:
         super().__init__()
         da, db = base.shape
@@ -110,15 +113,14 @@ class MLPTranslator(nn.Module):
         self.base = nn.Linear(da, db, bias=False)
         with torch.no_grad():
             self.base.weight.copy_(torch.from_numpy(np.ascontiguousarray(base.T, dtype=np.float32)))
-        self.residual = nn.Sequential(
-            nn.Linear(da, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, db)
-        )
-        nn.init.zeros_(self.residual[-1].weight)
-        nn.init.zeros_(self.residual[-1].bias)
+        self.hidden = nn.Sequential(nn.Linear(da, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden, db)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
     def standardised(self, xs: torch.Tensor) -> torch.Tensor:
         """Standardised A → standardised B; what the losses see."""
-        return self.base(xs) + self.residual(xs)
+        return self.base(xs) + self.out(self.hidden(xs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs = (x - self.src_mean) / self.src_scale

@@ -67,7 +67,7 @@ def _embedding_matrix(path: Path, column: pd.Series) -> np.ndarray:
     if len(lengths) != 1:
         raise DatasetError(f"{path}: ragged embeddings, row lengths {sorted(lengths)[:5]}")
     try:
-        matrix = np.asarray(np.stack(column.to_numpy()), dtype=np.float32)
+        matrix = np.asarray(np.stack(list(column)), dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: embeddings are not numeric ({exc})") from exc
     if matrix.shape[1] == 0:

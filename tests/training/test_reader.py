@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.datasets.reader import DatasetError, load_dataset, load_modality, trainable_pairs
+from training.datasets.splits import paired_rows, split_samples
+from training.datasets.synthetic import make_dataset, write_modality
+
+
+def _frame(n: int = 4, dim: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "sample": [f"s{i}" for i in range(n)],
+                         "embedding": list(np.ones((n, dim), dtype=np.float32))})
+
+
+def _write(tmp_path: Path, frame: pd.DataFrame, name: str = "text") -> Path:
+    path = tmp_path / f"{name}.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def test_reads_parquet_and_npz_alike(tmp_path: Path) -> None:
+    emb = np.arange(12, dtype=np.float32).reshape(4, 3)
+    a = load_modality(write_modality(tmp_path, "a", ["x", "y", "y", "z"], emb))
+    b = load_modality(write_modality(tmp_path, "b", ["x", "y", "y", "z"], emb, fmt="npz"))
+    assert a.dim == b.dim == 3
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    assert list(a.payload.columns) == ["caption"] == list(b.payload.columns)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (_frame().drop(columns=["sample"]), "missing column(s) ['sample']"),
+        (_frame().assign(id=["r0", "r0", "r1", "r2"]), "duplicate ids"),
+        (_frame().assign(embedding=[np.ones(3), np.ones(2), np.ones(3), np.ones(3)]), "ragged embeddings"),
+        (_frame().assign(embedding=[np.ones(3), np.array([1.0, np.nan, 0]), np.ones(3), np.ones(3)]),
+         "1 non-finite embeddings"),
+        (_frame().assign(embedding=[np.ones(3), np.array([np.inf, 0, 0]), np.ones(3), np.ones(3)]),
+         "non-finite"),
+        (_frame(n=0), "no rows"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_problem(tmp_path: Path, frame: pd.DataFrame, message: str) -> None:
+    path = _write(tmp_path, frame)
+    with pytest.raises(DatasetError) as info:
+        load_modality(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_damaged_file_is_a_dataset_error(tmp_path: Path) -> None:
+    path = tmp_path / "text.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(DatasetError, match="cannot be read"):
+        load_modality(path)
+
+
+def test_modality_without_partner_is_named(tmp_path: Path) -> None:
+    emb = np.random.default_rng(0).standard_normal((40, 4))
+    write_modality(tmp_path, "a", [f"s{i}" for i in range(40)], emb)
+    write_modality(tmp_path, "b", [f"s{i}" for i in range(40)], emb)
+    write_modality(tmp_path, "lonely", [f"other{i}" for i in range(40)], emb)
+    with pytest.raises(DatasetError, match=r"lonely\.parquet: modality 'lonely' has no partner"):
+        trainable_pairs(load_dataset(tmp_path), min_shared=10)
+
+
+def test_empty_or_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no modality files"):
+        load_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="not a folder"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_splits_are_by_sample_disjoint_and_seeded() -> None:
+    keys = {f"s{i}" for i in range(1000)}
+    split = split_samples(keys, seed=3)
+    assert split.train | split.val | split.test == keys
+    assert not (split.train & split.val) and not (split.train & split.test) and not (split.val & split.test)
+    assert 150 < len(split.test) < 250 and 60 < len(split.val) < 140
+    assert split == split_samples(keys, seed=3)
+    assert split != split_samples(keys, seed=4)
+
+
+def test_paired_rows_join_repeated_samples(tmp_path: Path) -> None:
+    make_dataset(tmp_path, n=5)
+    a = load_modality(write_modality(tmp_path, "video", ["s0", "s1"], np.zeros((2, 2))))
+    b = load_modality(write_modality(tmp_path, "caption", ["s0", "s0", "s0", "s1"], np.zeros((4, 2))))
+    ia, ib = paired_rows(a, b, {"s0", "s1"})
+    assert sorted(zip(ia.tolist(), ib.tolist(), strict=True)) == [(0, 0), (0, 1), (0, 2), (1, 3)]
+    ia, _ = paired_rows(a, b, {"s0", "s1"}, max_per_sample=2)
+    assert ia.tolist().count(0) == 2

@@ -1,0 +1,153 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from latent_bridge.cli import main
+from service.manifest import Manifest, read_manifest
+from training import bundle as bundle_module
+from training.config import TrainConfig
+from training.datasets.reader import load_dataset
+from training.datasets.splits import split_samples
+from training.datasets.synthetic import make_dataset
+from training.evaluate import ranks
+from training.export import ExportError, check_parity, to_onnx
+from training.translators import MLPTranslator, SpaceStats, fit_linear
+from training.train import train
+
+
+def test_rotation_plant_is_solved_by_procrustes(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
+    _, _, manifest = rotation_bundle
+    for edge in manifest.edges:
+        c = edge.candidates
+        assert c["procrustes"].mrr > c["ridge"].mrr, "the plant should favour the orthogonal map"
+        assert c["procrustes"].r1 > 10 * c["identity"].r1
+        assert edge.kind in ("procrustes", "mlp")  # the MLP starts from the best linear map
+        assert edge.metrics.r1 >= c["procrustes"].r1 - 0.05
+        assert c["procrustes"].cycle_cosine == pytest.approx(1.0, abs=1e-4)  # orthogonal maps invert exactly
+
+
+def test_r1_is_near_what_the_plant_allows(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
+    """The oracle knows every pair, test rows included: an upper bound on what any linear edge can reach."""
+    data_dir, _, manifest = rotation_bundle
+    data = load_dataset(data_dir)
+    a, b = data["a"], data["b"]
+    test = split_samples(set(a.samples.tolist()), seed=0, val=0.25, test=0.2).test
+    rows = a.rows_of(set(test))
+    sa, sb = SpaceStats.fit(a.embeddings), SpaceStats.fit(b.embeddings)
+    oracle = fit_linear("procrustes", sa.standardise(a.embeddings), sb.standardise(b.embeddings))
+    translated = sa.standardise(a.embeddings[rows]) @ oracle * sb.scale + sb.mean
+    oracle_r1 = float((ranks(translated, a.samples[rows], b.embeddings[rows], b.samples[rows]) == 1).mean())
+    a_to_b = next(e for e in manifest.edges if e.key == "a__b")
+    assert a_to_b.metrics.r1 >= 0.9 * oracle_r1
+
+
+def test_manifest_and_files_check_out(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
+    _, out, manifest = rotation_bundle
+    assert read_manifest(out) == manifest
+    for edge in manifest.edges:
+        assert bundle_module.sha256_bytes((out / edge.file).read_bytes()) == edge.sha256
+        assert edge.metrics.n_test > 0 and edge.metrics.n_train > edge.metrics.n_test
+    assert {g.modality: g.size for g in manifest.galleries} == {"a": 300, "b": 300}
+    assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_bundle_onnx_reproduces_torch_translation(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
+    """The ONNX file computes the affine map it was exported from, to 1e-5."""
+    _, out, manifest = rotation_bundle
+    edge = next(e for e in manifest.edges if e.kind != "mlp")
+    session = ort.InferenceSession(str(out / edge.file), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
+    y = session.run(None, {"input": x})[0]
+    assert y.shape == (5, 64)
+    assert session.get_inputs()[0].shape[0] == "batch"
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_mlp_onnx_parity(batch: int) -> None:
+    rng = np.random.default_rng(0)
+    stats = SpaceStats(mean=rng.standard_normal(6).astype(np.float32), scale=2.0)
+    module = MLPTranslator(rng.standard_normal((6, 4)), stats, SpaceStats(np.zeros(4, np.float32), 0.5), 16, 0.1)
+    torch.nn.init.normal_(module.out.weight)
+    data = to_onnx(module, 6)
+    x = rng.standard_normal((batch, 6)).astype(np.float32)
+    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with torch.no_grad():
+        expected = module.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_parity_check_catches_a_wrong_file() -> None:
+    rng = np.random.default_rng(0)
+    stats = SpaceStats(mean=np.zeros(6, np.float32), scale=1.0)
+    module = MLPTranslator(rng.standard_normal((6, 6)), stats, stats, 8, 0.0)
+    data = to_onnx(module, 6)
+    with torch.no_grad():
+        module.base.weight.add_(0.1)
+    with pytest.raises(ExportError, match="differs from torch"):
+        check_parity(module, data, 6)
+
+
+def test_crash_while_writing_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_dataset(tmp_path / "data", n=120, dims={"a": 8, "b": 8})
+    out = tmp_path / "models" / "crashed"
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(bundle_module, "write_manifest", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(TrainConfig(data=data, out=out, kind="ridge", progress=False))
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_existing_bundle_is_never_overwritten(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
+    data, out, _ = rotation_bundle
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(FileExistsError, match="immutable"):
+        train(TrainConfig(data=data, out=out, kind="ridge", progress=False))
+    assert (out / "manifest.json").read_bytes() == before
+
+
+def test_identity_refused_when_dimensions_differ(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", n=100, dims={"a": 8, "b": 4}, relation="linear")
+    with pytest.raises(ValueError, match="dimensions differ"):
+        train(TrainConfig(data=data, out=tmp_path / "b", kind="identity", progress=False))
+
+
+def test_training_is_deterministic(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", n=150, dims={"a": 8, "b": 6}, relation="nonlinear")
+    shas = []
+    for name in ("one", "two"):
+        manifest = train(TrainConfig(data=data, out=tmp_path / name, kind="mlp", epochs=3, hidden=16, progress=False))
+        shas.append([e.sha256 for e in manifest.edges])
+    assert shas[0] == shas[1]
+
+
+def test_cli_trains_named_edges_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_dataset(tmp_path / "data", n=120, dims={"a": 8, "b": 8, "c": 8}, relation="linear")
+    main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--kind", "ridge", "--edges", "a:b,b:c",
+          "--quiet"])
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert sorted(e["source"] + e["target"] for e in manifest["edges"]) == ["ab", "ba", "bc", "cb"]
+    assert "R@1" in capsys.readouterr().out
+
+
+def test_cli_reports_unknown_modality_and_too_few_samples(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", n=20, dims={"a": 4, "b": 4})
+    with pytest.raises(SystemExit, match="unknown modality 'z'"):
+        main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--edges", "a:z", "--quiet"])
+    with pytest.raises(SystemExit, match="only 20 shared samples, at least 32 needed"):
+        main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--edges", "a:b", "--quiet"])
+
+
+@pytest.mark.slow
+def test_nonlinear_plant_needs_the_mlp(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", n=1500, dims={"a": 16, "b": 16}, relation="nonlinear", noise=0.1)
+    manifest = train(TrainConfig(data=data, out=tmp_path / "b", epochs=60, progress=False))
+    a_to_b = next(e for e in manifest.edges if e.key == "a__b")
+    assert a_to_b.kind == "mlp"
+    assert a_to_b.metrics.r1 > a_to_b.candidates["ridge"].r1 + 0.03
