@@ -7,9 +7,15 @@ best-placed true partner (rows sharing its `sample`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from service.manifest import EdgeMetrics
+from training.datasets.reader import ModalityData, shared_samples
+from training.datasets.splits import paired_rows
+
+Translate = Callable[[np.ndarray], np.ndarray]
 
 
 def centred_unit(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
@@ -76,4 +82,35 @@ def edge_metrics(
         n_train=n_train,
         n_test=len(set(g_samples.tolist())),
         **retrieval_summary(r),
+    )
+
+
+def evaluate_translation(
+    a: ModalityData,
+    b: ModalityData,
+    samples: set[str],
+    f: Translate,
+    g: Translate,
+    source_mean: np.ndarray,
+    n_train: int,
+    part: str = "test",
+) -> EdgeMetrics:
+    """Metrics of f: A→B on the rows of ``samples`` (g: B→A closes the cycle); the B gallery is those rows."""
+    samples = samples & shared_samples(a, b)
+    if not samples:
+        raise ValueError(f"no {part} samples shared by {a.name} and {b.name}; add data or change the split")
+    qa, gb = a.rows_of(samples), b.rows_of(samples)
+    ia, ib = paired_rows(a, b, samples)
+    x = a.embeddings[qa]
+    fx = f(x)
+    return edge_metrics(
+        sources=x,
+        queries=fx,
+        q_samples=a.samples[qa],
+        gallery=b.embeddings[gb],
+        g_samples=b.samples[gb],
+        cycle=g(fx),
+        source_mean=source_mean,
+        paired=(f(a.embeddings[ia]), b.embeddings[ib]),
+        n_train=n_train,
     )

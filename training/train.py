@@ -25,7 +25,7 @@ from training.bundle import EdgeArtifact, write_bundle
 from training.config import TrainConfig
 from training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples, trainable_pairs
 from training.datasets.splits import Split, paired_rows, split_samples
-from training.evaluate import edge_metrics
+from training.evaluate import evaluate_translation
 from training.export import to_onnx
 from training.translators import (
     AffineTranslator,
@@ -76,24 +76,15 @@ def _reverse(pair: Pair) -> Pair:
 
 def evaluate_direction(pair: Pair, f: nn.Module, g: nn.Module, part: str) -> EdgeMetrics:
     """Metrics of f: A→B (with g: B→A for the cycle) on the rows of split ``part``."""
-    a, b = pair.a.data, pair.b.data
-    samples = set(getattr(pair.split, part)) & shared_samples(a, b)
-    if not samples:
-        raise ValueError(f"no {part} samples shared by {a.name} and {b.name}; add data or change the split")
-    qa, gb = a.rows_of(samples), b.rows_of(samples)
-    ia, ib = paired_rows(a, b, samples)
-    x = a.embeddings[qa]
-    fx = translate(f, x)
-    return edge_metrics(
-        sources=x,
-        queries=fx,
-        q_samples=a.samples[qa],
-        gallery=b.embeddings[gb],
-        g_samples=b.samples[gb],
-        cycle=translate(g, fx),
+    return evaluate_translation(
+        pair.a.data,
+        pair.b.data,
+        set(getattr(pair.split, part)),
+        lambda x: translate(f, x),
+        lambda y: translate(g, y),
         source_mean=pair.a.stats.mean,
-        paired=(translate(f, a.embeddings[ia]), b.embeddings[ib]),
-        n_train=len(set(pair.split.train) & shared_samples(a, b)),
+        n_train=len(set(pair.split.train) & shared_samples(pair.a.data, pair.b.data)),
+        part=part,
     )
 
 
@@ -252,7 +243,7 @@ def _pair_score(c: Candidate) -> tuple[float, float]:
 def _selection_key(c: Candidate, direction: int) -> tuple[float, int, float]:
     """Validation R@1 first; on a tie the simpler kind wins (small validation sets tie often), then MRR."""
     assert c.val is not None
-    return (c.val[direction].r1, -EDGE_KINDS.index(c.kind), c.val[direction].mrr)  # type: ignore[arg-type]
+    return (c.val[direction].r1, -EDGE_KINDS.index(c.kind), c.val[direction].mrr)
 
 
 def choose(pair: Pair, found: list[Candidate]) -> list[EdgeArtifact]:
