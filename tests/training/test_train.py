@@ -151,3 +151,18 @@ def test_nonlinear_plant_needs_the_mlp(tmp_path: Path) -> None:
     a_to_b = next(e for e in manifest.edges if e.key == "a__b")
     assert a_to_b.kind == "mlp"
     assert a_to_b.metrics.r1 > a_to_b.candidates["ridge"].r1 + 0.03
+
+
+def test_eval_recomputes_metrics_from_onnx_and_writes_report(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", n=200, dims={"a": 8, "b": 6, "c": 4}, relation="linear", noise=0.2)
+    bundle = tmp_path / "bundle"
+    manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], progress=False))
+    main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "report")])
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    routes = {" ".join(r["route"]): r for r in report["routes"]}
+    assert "a b c" in routes and "c b a" in routes and "a c" not in routes
+    a_to_b = next(e for e in manifest.edges if e.key == "a__b")
+    assert routes["a b"]["r1"] == pytest.approx(a_to_b.metrics.r1, abs=1e-6)
+    assert routes["a b"]["cycle_cosine"] == pytest.approx(a_to_b.metrics.cycle_cosine, abs=0.02)
+    for name in ("report.md", "recall_at_k.png", "gap_a__b.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 100

@@ -1,0 +1,170 @@
+"""`latent-bridge eval`: recompute a bundle's metrics from its ONNX files on a dataset, and write a report.
+
+The report scores every edge and every two-hop route (A→B→C through the bundle's edges) on the test
+split the bundle was trained with, so a routed pair such as audio→text→image is compared with a direct
+edge when one exists. Output: report.json, report.md and PNG plots (recall@k curves; the modality gap
+before and after translation as a 2-D projection).
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import permutations
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from service.manifest import Manifest, read_manifest  # noqa: E402
+from training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
+from training.datasets.splits import split_samples  # noqa: E402
+from training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
+from training.translators import SpaceStats  # noqa: E402
+
+KS = [1, 2, 3, 5, 10, 20, 50]
+
+
+def onnx_translators(bundle: Path, manifest: Manifest) -> dict[tuple[str, str], Translate]:
+    """One numpy callable per edge, running the bundle's ONNX file."""
+    found: dict[tuple[str, str], Translate] = {}
+    for edge in manifest.edges:
+        session = ort.InferenceSession(str(bundle / edge.file), providers=["CPUExecutionProvider"])
+
+        def run(x: np.ndarray, s: ort.InferenceSession = session) -> np.ndarray:
+            return np.asarray(s.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0])
+
+        found[(edge.source, edge.target)] = run
+    return found
+
+
+def compose(steps: list[Translate]) -> Translate:
+    def run(x: np.ndarray) -> np.ndarray:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return run
+
+
+def candidate_routes(manifest: Manifest) -> list[list[str]]:
+    """Every direct edge and every two-hop path between distinct modalities."""
+    edges = {(e.source, e.target) for e in manifest.edges}
+    names = [m.name for m in manifest.modalities]
+    routes = [[a, b] for a, b in edges]
+    routes += [[a, b, c] for a, b, c in permutations(names, 3) if (a, b) in edges and (b, c) in edges]
+    return sorted(routes)
+
+
+def score_route(route: list[str], data: dict[str, ModalityData], test: set[str],
+                translators: dict[tuple[str, str], Translate]) -> dict[str, object]:
+    a, c = data[route[0]], data[route[-1]]
+    samples = test & shared_samples(a, c)
+    qa, gc = a.rows_of(samples), c.rows_of(samples)
+    forward = compose([translators[(s, t)] for s, t in zip(route, route[1:], strict=False)])
+    translated = forward(a.embeddings[qa])
+    r = ranks(translated, a.samples[qa], c.embeddings[gc], c.samples[gc])
+    backward_steps = [translators.get((t, s)) for s, t in zip(route, route[1:], strict=False)][::-1]
+    cycle = None
+    if all(backward_steps):
+        back = compose([s for s in backward_steps if s is not None])(translated)
+        mean = SpaceStats.fit(a.embeddings).mean
+        cycle = float((centred_unit(back, mean) * centred_unit(a.embeddings[qa], mean)).sum(axis=1).mean())
+    return {
+        "route": route,
+        "n_queries": len(qa),
+        "n_gallery": len(gc),
+        "cycle_cosine": cycle,
+        "recall_curve": dict(zip(map(str, KS), recall_curve(r, KS), strict=True)),
+        **retrieval_summary(r),
+    }
+
+
+def plot_recall(results: list[dict[str, object]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for res in results:
+        curve = res["recall_curve"]
+        assert isinstance(curve, dict)
+        ax.plot(KS, list(curve.values()), marker="o", label=" → ".join(res["route"]))  # type: ignore[arg-type]
+    ax.set(xscale="log", xlabel="k", ylabel="recall@k", title="Held-out retrieval, every edge and 2-hop route")
+    ax.set_xticks(KS, [str(k) for k in KS])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _pca2(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    return x @ basis
+
+
+def plot_gap(source: str, target: str, data: dict[str, ModalityData], test: set[str],
+             translate: Translate, path: Path) -> None:
+    """Target test rows, the translated source rows and (when dims agree) the raw source rows, in 2-D."""
+    a, b = data[source], data[target]
+    samples = test & shared_samples(a, b)
+    xa, xb = a.embeddings[a.rows_of(samples)], b.embeddings[b.rows_of(samples)]
+    mean = xb.mean(axis=0)
+    _, _, vt = np.linalg.svd(xb - mean, full_matrices=False)
+    basis = vt[:2].T
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    if a.dim == b.dim:
+        ax.scatter(*_pca2(xa - mean, basis).T, s=6, alpha=0.4, label=f"{source} (raw, before)")
+    ax.scatter(*_pca2(xb - mean, basis).T, s=6, alpha=0.5, label=f"{target}")
+    ax.scatter(*_pca2(translate(xa) - mean, basis).T, s=6, alpha=0.5, label=f"{source} → {target} (after)")
+    ax.set(title=f"Modality gap, {source} → {target} (PCA of {target})", xticks=[], yticks=[])
+    ax.legend(fontsize=8, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(manifest: Manifest, results: list[dict[str, object]]) -> str:
+    lines = [f"# Evaluation of bundle `{manifest.name}`", "", "## Edges (kinds tried, test split)", "",
+             "| edge | chosen | kind | R@1 | R@10 | cycle cos | cosine |", "|---|---|---|---|---|---|---|"]
+    for e in manifest.edges:
+        for kind, m in sorted(e.candidates.items(), key=lambda kv: -kv[1].r1):
+            mark = "**✓**" if kind == e.kind else ""
+            lines.append(f"| {e.source} → {e.target} | {mark} | {kind} | {m.r1:.3f} | {m.r10:.3f} | "
+                         f"{m.cycle_cosine:.3f} | {m.cosine:.3f} |")
+    lines += ["", "## Routes recomputed from the ONNX files", "",
+              "| route | queries | gallery | R@1 | R@5 | R@10 | MRR | median rank | cycle cos |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cyc = "–" if r["cycle_cosine"] is None else f"{r['cycle_cosine']:.3f}"
+        lines.append(f"| {' → '.join(r['route'])} | {r['n_queries']} | {r['n_gallery']} | {r['r1']:.3f} | "  # type: ignore[arg-type]
+                     f"{r['r5']:.3f} | {r['r10']:.3f} | {r['mrr']:.3f} | {r['median_rank']:.0f} | {cyc} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_bundle(bundle: Path, data_dir: Path, report_dir: Path, seed: int | None = None) -> dict[str, object]:
+    """Score the bundle's edges and routes on the test split of ``data_dir`` and write the report."""
+    bundle, report_dir = Path(bundle), Path(report_dir)
+    manifest = read_manifest(bundle)
+    cfg = manifest.training
+    data = load_dataset(data_dir, [m.name for m in manifest.modalities])
+    seed = int(cfg.get("seed", 0)) if seed is None else seed  # type: ignore[call-overload]
+    all_samples = set().union(*(set(d.samples.tolist()) for d in data.values()))
+    test = set(split_samples(all_samples, seed, float(cfg.get("val_fraction", 0.1)),  # type: ignore[arg-type]
+                             float(cfg.get("test_fraction", 0.2))).test)  # type: ignore[arg-type]
+    translators = onnx_translators(bundle, manifest)
+    results = [score_route(r, data, test, translators) for r in candidate_routes(manifest)]
+    report_dir.mkdir(parents=True, exist_ok=True)
+    plot_recall(results, report_dir / "recall_at_k.png")
+    for e in manifest.edges:
+        plot_gap(e.source, e.target, data, test, translators[(e.source, e.target)],
+                 report_dir / f"gap_{e.source}__{e.target}.png")
+    report: dict[str, object] = {
+        "bundle": manifest.name,
+        "fingerprint": manifest.fingerprint,
+        "seed": seed,
+        "edges": [e.model_dump(mode="json") for e in manifest.edges],
+        "routes": results,
+    }
+    (report_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "report.md").write_text(markdown(manifest, results))
+    return report
