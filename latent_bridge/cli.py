@@ -66,6 +66,18 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
     build_demo(args.out, limit=args.limit)
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.demo import ensure_demo_bundle, examples
+    except ModuleNotFoundError as exc:
+        _need(TRAIN_HINT)(exc)
+    bundle = ensure_demo_bundle(args.models, args.data)
+    if args.no_serve:
+        return
+    print(examples(args.host, args.port))
+    cmd_serve(argparse.Namespace(bundle=bundle, host=args.host, port=args.port, workers=None))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
         from service.server import serve
@@ -111,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("data/demo"))
     demo.add_argument("--limit", type=int, default=None, help="only the first N stamps")
     demo.set_defaults(func=cmd_data_demo)
+
+    demo_cmd = sub.add_parser("demo", help="train the demo bundle if missing, then serve it")
+    demo_cmd.add_argument("--models", type=Path, default=Path("models"), help="folder holding bundles")
+    demo_cmd.add_argument("--data", type=Path, default=Path("data/demo"))
+    demo_cmd.add_argument("--host", default="127.0.0.1")
+    demo_cmd.add_argument("--port", type=int, default=8000)
+    demo_cmd.add_argument("--no-serve", dest="no_serve", action="store_true", help="only make sure the bundle exists")
+    demo_cmd.set_defaults(func=cmd_demo)
 
     serve = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: $LATENT_BRIDGE_BUNDLE)")

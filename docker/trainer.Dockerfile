@@ -1,0 +1,22 @@
+# syntax=docker/dockerfile:1
+# The one-shot trainer: torch (CPU build) + the training code + the committed demo dataset.
+# It writes the demo bundle into /models (a named volume) unless one is already there, then exits.
+FROM python:3.11-slim
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+COPY pyproject.toml README.md ./
+RUN mkdir -p service training latent_bridge \
+    && touch service/__init__.py training/__init__.py latent_bridge/__init__.py \
+    && pip install ".[train]"
+COPY service ./service
+COPY training ./training
+COPY latent_bridge ./latent_bridge
+COPY data/demo ./data/demo
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 10001 bridge \
+    && mkdir -p /models && chown bridge /models
+USER 10001
+CMD ["latent-bridge", "demo", "--no-serve", "--models", "/models", "--data", "/app/data/demo"]
