@@ -7,8 +7,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.manifest import Manifest as ManifestLike
+    from training.config import TrainConfig as TrainConfigLike
 
 from latent_bridge import __version__
+from service.manifest import BundleError
 
 TRAIN_HINT = "training needs the train extra: pip install torch==2.13.0 'latent-bridge[train]'"
 SERVE_HINT = "serving needs the serve extra: pip install 'latent-bridge[serve]'"
@@ -35,18 +41,52 @@ def parse_edges(text: str | None) -> list[tuple[str, str]] | None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     try:
-        from training.config import TrainConfig
-        from training.train import train
+        import training.train as training_train
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
-    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
-    overrides["progress"] = not args.quiet
-    manifest = train(TrainConfig(**overrides))
+    manifest = training_train.train(_config(args))
     print(f"wrote bundle {args.out} ({len(manifest.edges)} edges)")
+    _print_edges(manifest)
+
+
+def _config(args: argparse.Namespace, **fixed: object) -> TrainConfigLike:
+    from training.config import TrainConfig
+
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    return TrainConfig(**(overrides | fixed | {"progress": not args.quiet}))
+
+
+def _print_edges(manifest: ManifestLike, only: list[str] | None = None) -> None:
     for edge in manifest.edges:
+        if only is not None and edge.key not in only:
+            continue
         m = edge.metrics
         print(f"  {edge.source:>8} → {edge.target:<8} {edge.kind:<10} R@1 {m.r1:.3f}  R@10 {m.r10:.3f}  "
               f"cycle cos {m.cycle_cosine:.3f}")
+
+
+def cmd_add_modality(args: argparse.Namespace) -> None:
+    try:
+        from training.grow import add_modality, parent_seed
+    except ModuleNotFoundError as exc:
+        _need(TRAIN_HINT)(exc)
+    seed = parent_seed(args.bundle) if args.seed is None else args.seed
+    cfg = _config(args, seed=seed, data=args.data, out=args.out)
+    manifest = add_modality(args.bundle, args.data, args.modality, args.link_to, cfg)
+    print(f"wrote bundle {args.out}: {args.bundle} + {args.modality} linked to {', '.join(args.link_to)}")
+    _print_edges(manifest, manifest.lineage.new_edges)
+
+
+def cmd_add_edge(args: argparse.Namespace) -> None:
+    try:
+        from training.grow import add_edge, parent_seed
+    except ModuleNotFoundError as exc:
+        _need(TRAIN_HINT)(exc)
+    (edge,) = args.edge
+    seed = parent_seed(args.bundle) if args.seed is None else args.seed
+    manifest = add_edge(args.bundle, args.data, edge, _config(args, seed=seed, data=args.data, out=args.out))
+    print(f"wrote bundle {args.out}: {args.bundle} + edge {edge[0]}↔{edge[1]}")
+    _print_edges(manifest, manifest.lineage.new_edges)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -55,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed)
-    print(f"wrote report to {args.report} ({len(report['edges'])} edges)")
+    print(f"wrote {args.report}/report.md for bundle {report['bundle']}")
 
 
 def cmd_data_demo(args: argparse.Namespace) -> None:
@@ -86,6 +126,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers)
 
 
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains edges (unset ones keep TrainConfig's defaults)."""
+    parser.add_argument("--kind", default=None, help="auto (default), identity, centroid, procrustes, ridge, cca, mlp")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--hidden", type=int, default=None)
+    parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--infonce-weight", dest="infonce_weight", type=float, default=None)
+    parser.add_argument("--recon-weight", dest="recon_weight", type=float, default=None)
+    parser.add_argument("--min-shared", dest="min_shared", type=int, default=None)
+    parser.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latent-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -95,20 +150,28 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train translators between modalities and write a bundle")
     train.add_argument("--data", type=Path, required=True, help="dataset folder, one file per modality")
     train.add_argument("--out", type=Path, required=True, help="new bundle folder, e.g. models/NAME")
-    train.add_argument("--kind", default=None, help="auto (default), identity, centroid, procrustes, ridge, cca, mlp")
     train.add_argument("--edges", type=parse_edges, default=None,
                        help="pairs to train, e.g. audio:text,image:text (each gives both directions)")
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--hidden", type=int, default=None)
-    train.add_argument("--dropout", type=float, default=None)
-    train.add_argument("--temperature", type=float, default=None)
-    train.add_argument("--infonce-weight", dest="infonce_weight", type=float, default=None)
-    train.add_argument("--recon-weight", dest="recon_weight", type=float, default=None)
-    train.add_argument("--min-shared", dest="min_shared", type=int, default=None)
-    train.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _training_options(train)
     train.set_defaults(func=cmd_train)
+
+    grow = sub.add_parser("add-modality", help="new bundle = an existing one + a modality linked to some of its own")
+    grow.add_argument("--bundle", type=Path, required=True, help="the bundle to grow from (left untouched)")
+    grow.add_argument("--data", type=Path, required=True, help="dataset folder with the new modality and partners")
+    grow.add_argument("--modality", required=True, help="name of the new modality (its file stem in --data)")
+    grow.add_argument("--link-to", dest="link_to", type=lambda t: [x for x in t.split(",") if x], required=True,
+                      help="modalities of the bundle it pairs with, e.g. text or text,image")
+    grow.add_argument("--out", type=Path, required=True, help="the new bundle folder")
+    _training_options(grow)
+    grow.set_defaults(func=cmd_add_modality)
+
+    late = sub.add_parser("add-edge", help="new bundle = an existing one + a direct edge between two of its modalities")
+    late.add_argument("--bundle", type=Path, required=True)
+    late.add_argument("--data", type=Path, required=True)
+    late.add_argument("--edge", type=parse_edges, required=True, help="the pair, e.g. audio:image")
+    late.add_argument("--out", type=Path, required=True)
+    _training_options(late)
+    late.set_defaults(func=cmd_add_edge)
 
     ev = sub.add_parser("eval", help="recompute a bundle's metrics on a dataset and write a report")
     ev.add_argument("--bundle", type=Path, required=True)
@@ -147,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, FileExistsError, BundleError) as exc:
         sys.exit(f"latent-bridge: {exc}")
 
 

@@ -128,6 +128,20 @@ def modality_spec(data: ModalityData, description: str = "") -> ModalitySpec:
     return ModalitySpec(name=data.name, dim=data.dim, description=description)
 
 
+@dataclass(frozen=True)
+class Parent:
+    """A bundle a new one grows from: its edges and galleries are carried over byte for byte."""
+
+    path: Path
+    manifest: Manifest
+
+    def carry(self, staging: Path) -> None:
+        for file in [e.file for e in self.manifest.edges] + [
+            f for g in self.manifest.galleries for f in (g.index_file, g.ids_file)
+        ]:
+            shutil.copyfile(self.path / file, staging / file)
+
+
 def write_bundle(
     out: Path,
     data: dict[str, ModalityData],
@@ -135,22 +149,36 @@ def write_bundle(
     dataset_fingerprint: str,
     training: dict[str, object],
     index_type: IndexType = "flat",
-    lineage: Lineage | None = None,
+    parent: Parent | None = None,
 ) -> Manifest:
-    """Write a whole bundle from trained edges and the dataset's modalities (one gallery each)."""
+    """Write a bundle from trained edges plus a gallery for each modality in ``data`` that lacks one.
+
+    With a ``parent``, its modalities, edges and galleries come first, unchanged, and the lineage says so.
+    """
+    inherited = parent.manifest if parent else None
+    old_modalities = list(inherited.modalities) if inherited else []
+    old_galleries = list(inherited.galleries) if inherited else []
+    known = {m.name for m in old_modalities}
+    with_gallery = {g.modality for g in old_galleries}
     with staged_bundle(out) as staging:
+        if parent:
+            parent.carry(staging)
         manifest = Manifest(
             schema_version=SCHEMA_VERSION,
             name=Path(out).name,
             created_at=datetime.now(UTC),
-            modalities=[modality_spec(data[m]) for m in sorted(data)],
-            edges=[edge_spec(staging, a) for a in artifacts],
-            galleries=[write_gallery(staging, data[m], index_type) for m in sorted(data)],
+            modalities=old_modalities + [modality_spec(data[m]) for m in sorted(data) if m not in known],
+            edges=(list(inherited.edges) if inherited else []) + [edge_spec(staging, a) for a in artifacts],
+            galleries=old_galleries
+            + [write_gallery(staging, data[m], index_type) for m in sorted(data) if m not in with_gallery],
             dataset_fingerprint=dataset_fingerprint,
             versions=package_versions(),
             training=training,
-            lineage=lineage or Lineage(new_edges=[a.key for a in artifacts]),
+            lineage=Lineage(
+                parent=inherited.name if inherited else None,
+                parent_fingerprint=inherited.fingerprint if inherited else None,
+                new_edges=[a.key for a in artifacts],
+            ),
         )
         write_manifest(manifest, staging)
     return manifest
-

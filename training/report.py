@@ -98,10 +98,6 @@ def plot_recall(results: list[dict[str, object]], path: Path) -> None:
     plt.close(fig)
 
 
-def _pca2(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    return x @ basis
-
-
 def plot_gap(source: str, target: str, data: dict[str, ModalityData], test: set[str],
              translate: Translate, path: Path) -> None:
     """Target test rows, the translated source rows and (when dims agree) the raw source rows, in 2-D."""
@@ -112,10 +108,12 @@ def plot_gap(source: str, target: str, data: dict[str, ModalityData], test: set[
     _, _, vt = np.linalg.svd(xb - mean, full_matrices=False)
     basis = vt[:2].T
     fig, ax = plt.subplots(figsize=(5.5, 5))
+    layers = [(xb, f"{target}"), (translate(xa), f"{source} → {target} (after)")]
     if a.dim == b.dim:
-        ax.scatter(*_pca2(xa - mean, basis).T, s=6, alpha=0.4, label=f"{source} (raw, before)")
-    ax.scatter(*_pca2(xb - mean, basis).T, s=6, alpha=0.5, label=f"{target}")
-    ax.scatter(*_pca2(translate(xa) - mean, basis).T, s=6, alpha=0.5, label=f"{source} → {target} (after)")
+        layers.insert(0, (xa, f"{source} (raw, before)"))
+    for rows, label in layers:
+        points = (rows - mean) @ basis
+        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.5, label=label)
     ax.set(title=f"Modality gap, {source} → {target} (PCA of {target})", xticks=[], yticks=[])
     ax.legend(fontsize=8, markerscale=3)
     fig.tight_layout()

@@ -308,6 +308,8 @@ def train(cfg: TrainConfig) -> Manifest:
     """Load the dataset, train every edge, write the bundle to ``cfg.out`` atomically."""
     torch.manual_seed(cfg.seed)
     data = load_dataset(cfg.data)
+    linked = {m for pair in plan_pairs(data, cfg) for m in pair}
+    data = {name: d for name, d in data.items() if name in linked}  # a modality without edges stays out
     started = time.perf_counter()
     artifacts = train_pairs(data, cfg)
     record = cfg.as_record() | {"seconds": round(time.perf_counter() - started, 1)}

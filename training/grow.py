@@ -1,0 +1,85 @@
+"""Grow a bundle without retraining it: add a modality linked to ANY existing one, or a late direct edge.
+
+The seeds' third claim (§3.2.2, §3.3): a new modality joins as soon as it pairs with one modality already
+in the graph, and from then on reaches every other modality through it. The parent bundle is never
+touched; the new bundle carries its ONNX files and galleries byte for byte and trains only the new pairs,
+with the same kinds, losses (the InfoNCE term is the seeds' contrastive link), evaluation and export.
+The split is the parent's (same seed, hash of the sample key), so new edges hold out the same samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from service.manifest import Manifest, read_manifest
+from training.bundle import Parent, write_bundle
+from training.config import TrainConfig
+from training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples
+from training.train import train_pairs
+
+
+class GrowError(ValueError):
+    pass
+
+
+def _check_dims(manifest: Manifest, data: dict[str, ModalityData]) -> None:
+    for name, d in data.items():
+        known = next((m for m in manifest.modalities if m.name == name), None)
+        if known and known.dim != d.dim:
+            raise GrowError(f"{d.path}: {name} embeddings are {d.dim}-d but the bundle's {name} is {known.dim}-d")
+
+
+def _check_shared(data: dict[str, ModalityData], pairs: list[tuple[str, str]], needed: int) -> None:
+    for a, b in pairs:
+        found = len(shared_samples(data[a], data[b]))
+        if found < needed:
+            raise GrowError(f"{a} and {b} share {found} samples in the dataset; at least {needed} are needed")
+
+
+def _grow(parent_dir: Path, data_dir: Path, pairs: list[tuple[str, str]], cfg: TrainConfig) -> Manifest:
+    parent = Parent(Path(parent_dir), read_manifest(Path(parent_dir)))
+    names = sorted({m for pair in pairs for m in pair})
+    data = load_dataset(data_dir, names)
+    _check_dims(parent.manifest, data)
+    _check_shared(data, pairs, cfg.min_shared)
+    cfg = dataclasses.replace(cfg, edges=pairs)
+    artifacts = train_pairs(data, cfg)
+    record = cfg.as_record() | {"grown_from": parent.manifest.name}
+    return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type, parent)
+
+
+def parent_seed(bundle: Path) -> int:
+    """The split seed the bundle was trained with, so grown edges share its held-out samples."""
+    seed = read_manifest(Path(bundle)).training.get("seed", 0)
+    return int(seed) if isinstance(seed, int | float | str) else 0
+
+
+def add_modality(bundle: Path, data_dir: Path, modality: str, link_to: list[str], cfg: TrainConfig) -> Manifest:
+    """A new bundle with every edge of ``bundle`` plus trained edges ``modality``↔each of ``link_to``."""
+    manifest = read_manifest(Path(bundle))
+    known = [m.name for m in manifest.modalities]
+    if modality in known:
+        raise GrowError(f"modality {modality!r} is already in bundle {manifest.name} ({', '.join(known)})")
+    if not link_to:
+        raise GrowError("--link-to needs at least one modality of the bundle")
+    for partner in link_to:
+        if partner not in known:
+            raise GrowError(f"partner {partner!r} is not in bundle {manifest.name} (known: {', '.join(known)})")
+    return _grow(Path(bundle), data_dir, [(modality, p) for p in link_to], cfg)
+
+
+def add_edge(bundle: Path, data_dir: Path, edge: tuple[str, str], cfg: TrainConfig) -> Manifest:
+    """A new bundle with every edge of ``bundle`` plus a direct pair a↔b between two of its modalities."""
+    manifest = read_manifest(Path(bundle))
+    known = [m.name for m in manifest.modalities]
+    a, b = edge
+    for m in (a, b):
+        if m not in known:
+            raise GrowError(f"modality {m!r} is not in bundle {manifest.name} (known: {', '.join(known)})")
+    if a == b:
+        raise GrowError(f"an edge needs two different modalities, got {a}:{b}")
+    existing = {e.key for e in manifest.edges} & {f"{a}__{b}", f"{b}__{a}"}
+    if existing:
+        raise GrowError(f"bundle {manifest.name} already has edge(s) {sorted(existing)}")
+    return _grow(Path(bundle), data_dir, [edge], cfg)
