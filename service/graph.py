@@ -1,0 +1,166 @@
+"""The modality graph: modalities are nodes, translators are directed edges, routes minimise information loss.
+
+An edge's cost is ``-log(fidelity)`` with fidelity one of its held-out metrics (by default the seeds'
+reconstruction cosine), so the cheapest path is the one whose product of fidelities is largest. A tiny
+per-hop cost breaks ties in favour of fewer hops (two perfect hops are not better than one).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import islice
+
+import networkx as nx
+
+from service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
+from service.manifest import EdgeKind, EdgeSpec, Manifest
+from service.settings import FidelityCriterion
+
+MIN_FIDELITY = 1e-6
+HOP_COST = 1e-9
+
+
+@dataclass(frozen=True)
+class Hop:
+    source: str
+    target: str
+    kind: EdgeKind
+    fidelity: float
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path through the graph and its estimated fidelity (product of the hops' fidelities)."""
+
+    path: tuple[str, ...]
+    hops: tuple[Hop, ...]
+
+    @property
+    def fidelity(self) -> float:
+        return math.prod(h.fidelity for h in self.hops)
+
+    @property
+    def cost(self) -> float:
+        return sum(edge_cost(h.fidelity) for h in self.hops)
+
+    def reversed_path(self) -> tuple[str, ...]:
+        return tuple(reversed(self.path))
+
+
+def edge_fidelity(edge: EdgeSpec, criterion: FidelityCriterion) -> float:
+    """The edge's metric named by ``criterion``, clipped into [MIN_FIDELITY, 1] so its log is finite."""
+    value = float(getattr(edge.metrics, criterion))
+    if not math.isfinite(value):
+        return MIN_FIDELITY
+    return min(1.0, max(MIN_FIDELITY, value))
+
+
+def edge_cost(fidelity: float) -> float:
+    return -math.log(fidelity) + HOP_COST
+
+
+class ModalityGraph:
+    """Routing over a bundle's edges; built once per bundle, read-only afterwards."""
+
+    def __init__(self, manifest: Manifest, criterion: FidelityCriterion = "cycle_cosine") -> None:
+        self.criterion = criterion
+        self.graph = nx.DiGraph()
+        for m in manifest.modalities:
+            self.graph.add_node(m.name, dim=m.dim)
+        for e in manifest.edges:
+            fidelity = edge_fidelity(e, criterion)
+            self.graph.add_edge(e.source, e.target, spec=e, fidelity=fidelity, cost=edge_cost(fidelity))
+        self.modalities = sorted(self.graph.nodes)
+        self._best: dict[tuple[str, str], Route] = {}
+
+    def require(self, name: str) -> None:
+        if name not in self.graph:
+            raise UnknownModality(name, self.modalities)
+
+    def edge(self, source: str, target: str) -> EdgeSpec:
+        spec: EdgeSpec = self.graph.edges[source, target]["spec"]
+        return spec
+
+    def _route(self, path: list[str] | tuple[str, ...]) -> Route:
+        hops = tuple(
+            Hop(a, b, self.graph.edges[a, b]["spec"].kind, self.graph.edges[a, b]["fidelity"])
+            for a, b in zip(path, path[1:], strict=False)
+        )
+        return Route(tuple(path), hops)
+
+    def components(self) -> list[list[str]]:
+        """Weakly connected groups of modalities, each sorted, largest first."""
+        groups = [sorted(c) for c in nx.weakly_connected_components(self.graph)]
+        return sorted(groups, key=lambda g: (-len(g), g))
+
+    def _no_route(self, source: str, target: str) -> NoRoute:
+        components = self.components()
+        where = {m: c for c in components for m in c}
+        if where[source] is where[target]:
+            detail = (
+                f"no directed route from {source!r} to {target!r}; "
+                f"from {source!r} one reaches {sorted(nx.descendants(self.graph, source))}"
+            )
+        else:
+            detail = (
+                f"no route from {source!r} to {target!r}: {source!r} is in {where[source]}, "
+                f"{target!r} is in {where[target]}; components: {components}"
+            )
+        return NoRoute(detail, components=components)
+
+    def best(self, source: str, target: str) -> Route:
+        """The cheapest route; ``NoRoute`` names the components when there is none."""
+        key = (source, target)
+        found = self._best.get(key)
+        if found is not None:
+            return found
+        self.require(source)
+        self.require(target)
+        try:
+            path = nx.shortest_path(self.graph, source, target, weight="cost")
+        except nx.NetworkXNoPath:
+            raise self._no_route(source, target) from None
+        route = self._route(path)
+        self._best[key] = route
+        return route
+
+    def ranked(self, source: str, target: str, count: int) -> list[Route]:
+        """The ``count`` cheapest simple routes, best first."""
+        self.require(source)
+        self.require(target)
+        if source == target:
+            return [self._route([source])]
+        try:
+            paths = list(islice(nx.shortest_simple_paths(self.graph, source, target, weight="cost"), count))
+        except nx.NetworkXNoPath:
+            raise self._no_route(source, target) from None
+        return [self._route(p) for p in paths]
+
+    def along(self, path: list[str], source: str, target: str) -> Route:
+        """The route of a pinned path, checked against the request and the bundle's edges."""
+        for name in path:
+            self.require(name)
+        if not path or path[0] != source or path[-1] != target:
+            raise InvalidPath(
+                f"a pinned path must start at {source!r} and end at {target!r}, got {path}", path=path
+            )
+        for a, b in zip(path, path[1:], strict=False):
+            if a == b:
+                raise InvalidPath(f"pinned path {path} repeats {a!r} in a row", path=path)
+            if not self.graph.has_edge(a, b):
+                known = sorted(self.graph.successors(a))
+                raise MissingEdge(
+                    f"pinned path {path} needs edge {a}→{b}, which the bundle lacks; "
+                    f"edges from {a!r} go to {known}",
+                    edge=[a, b],
+                    available=known,
+                )
+        return self._route(path)
+
+    def back(self, route: Route) -> Route:
+        """The way back for a round trip: the reversed path when every reverse edge exists, else the best."""
+        reverse = route.reversed_path()
+        if all(self.graph.has_edge(a, b) for a, b in zip(reverse, reverse[1:], strict=False)):
+            return self._route(reverse)
+        return self.best(route.path[-1], route.path[0])

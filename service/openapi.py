@@ -1,0 +1,70 @@
+"""The OpenAPI document: FastAPI's, with every error answered as problem+json only, and its snapshot.
+
+``python -m service.openapi`` rewrites ``openapi.json`` at the repository root; a test checks the served
+document equals that committed snapshot, so an API change is always a visible diff.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.errors import PROBLEM_MEDIA_TYPE
+
+SNAPSHOT = Path(__file__).resolve().parents[1] / "openapi.json"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _problem_only(document: dict[str, Any]) -> dict[str, Any]:
+    """Errors are rendered by ``service.errors`` as problem+json, whatever FastAPI assumes by default."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if not status.isdigit() or int(status) < 400:
+                    continue
+                response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}}
+                if status == "422" and response.get("description") == "Validation Error":
+                    response["description"] = "Invalid input: a schema violation (the body lists each error)."
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    return document
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problem_only(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                    tags=app.openapi_tags,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    from service.app import create_app
+    from service.settings import Settings
+
+    document = create_app(Settings(bundle=None, api_key=None)).openapi()
+    SNAPSHOT.write_text(render(document))
+    print(f"wrote {SNAPSHOT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Response helpers: JSON bytes made in one pass (pydantic-core), and the error responses routes document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic_core
+from starlette.responses import Response
+
+from service.errors import PROBLEM_MEDIA_TYPE
+from service.schemas import Problem
+
+_DESCRIPTIONS = {
+    401: "Missing or wrong API key (only when the server has one).",
+    404: "Unknown modality (the body lists the known ones), unknown item or no gallery.",
+    409: "No route between the modalities (the body lists the components), "
+    "or a pinned path uses a missing edge.",
+    413: "Too many vectors in one request (the body gives the limit).",
+    415: "The body is not application/json.",
+    422: "Invalid input: wrong dimension (expected vs got), NaN/Inf, empty batch, k out of range, malformed "
+    "base64, a pinned path that does not fit, or a schema violation.",
+    503: "The bundle is not loaded yet.",
+}
+
+
+def json_bytes(content: Any) -> bytes:
+    """Serialise plain data (dicts, lists, tuples, dataclasses) straight to JSON, skipping re-validation."""
+    return pydantic_core.to_json(content)
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    return Response(json_bytes(content), status_code=status_code, media_type="application/json")
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problem+json errors a route can answer."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,84 @@
+"""GET /graph and GET /route: the modality graph and the routes through it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.deps import BundleDep, SettingsDep
+from service.graph import Route
+from service.responses import problems
+from service.routes.modalities import modality_infos
+from service.schemas import GraphEdge, GraphResponse, HopInfo, RouteInfo, RouteResponse
+
+router = APIRouter(tags=["graph"])
+
+
+def route_info(route: Route) -> RouteInfo:
+    return RouteInfo(
+        path=list(route.path),
+        hops=[
+            HopInfo.model_validate({"from": h.source, "to": h.target, "kind": h.kind, "fidelity": h.fidelity})
+            for h in route.hops
+        ],
+        fidelity=route.fidelity,
+        cost=route.cost,
+    )
+
+
+@router.get(
+    "/graph", response_model=GraphResponse, responses=problems(401, 503), summary="The modality graph"
+)
+async def get_graph(bundle: BundleDep) -> GraphResponse:
+    """Nodes (modalities) and directed edges (translators) with their kind, held-out metrics and
+    routing cost."""
+    graph = bundle.graph
+    edges = [
+        GraphEdge(
+            source=a,
+            target=b,
+            kind=data["spec"].kind,
+            fidelity=data["fidelity"],
+            cost=data["cost"],
+            metrics=data["spec"].metrics,
+        )
+        for a, b, data in sorted(graph.graph.edges(data=True))
+    ]
+    return GraphResponse(
+        bundle=bundle.name,
+        criterion=graph.criterion,
+        nodes=modality_infos(bundle),
+        edges=edges,
+        components=graph.components(),
+    )
+
+
+@router.get(
+    "/route",
+    response_model=RouteResponse,
+    response_model_by_alias=True,
+    responses=problems(401, 404, 409, 422, 503),
+    summary="Explain the route between two modalities",
+)
+async def get_route(
+    bundle: BundleDep,
+    settings: SettingsDep,
+    source: Annotated[str, Query(alias="from", description="Source modality.", examples=["audio"])],
+    target: Annotated[str, Query(alias="to", description="Target modality.", examples=["text"])],
+    alternatives: Annotated[int, Query(ge=0, le=100, description="How many next-best routes to list.")] = 3,
+) -> RouteResponse:
+    """The path that preserves the most (lowest total `-log(fidelity)`), its per-hop fidelity, the estimate
+    for the whole path, and the next best simple paths."""
+    best = bundle.graph.best(source, target)
+    ranked = bundle.graph.ranked(source, target, 1 + min(alternatives, settings.max_alternatives))
+    others = [r for r in ranked if r.path != best.path][: min(alternatives, settings.max_alternatives)]
+    return RouteResponse.model_validate(
+        {
+            "from": source,
+            "to": target,
+            "criterion": bundle.graph.criterion,
+            "best": route_info(best),
+            "alternatives": [route_info(r) for r in others],
+        }
+    )

@@ -1,0 +1,43 @@
+"""GET /modalities: the modalities of the bundle, their dimensions and galleries."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.bundle import Bundle
+from service.deps import BundleDep
+from service.responses import problems
+from service.schemas import GalleryInfo, ModalitiesResponse, ModalityInfo
+
+router = APIRouter(tags=["graph"])
+
+
+def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
+    infos = []
+    for m in bundle.manifest.modalities:
+        gallery = bundle.galleries.get(m.name)
+        infos.append(
+            ModalityInfo(
+                name=m.name,
+                dim=m.dim,
+                normalization=m.normalization,
+                description=m.description,
+                gallery=None
+                if gallery is None
+                else GalleryInfo(
+                    size=gallery.size, index_type=gallery.spec.index_type, payload=sorted(gallery.payload)
+                ),
+            )
+        )
+    return infos
+
+
+@router.get(
+    "/modalities",
+    response_model=ModalitiesResponse,
+    responses=problems(401, 503),
+    summary="List the modalities of the bundle",
+)
+async def list_modalities(bundle: BundleDep) -> ModalitiesResponse:
+    """Every modality with its dimension, input normalisation and retrieval gallery (if any)."""
+    return ModalitiesResponse(bundle=bundle.name, modalities=modality_infos(bundle))

@@ -1,0 +1,130 @@
+"""GET /retrieve (a stored item as the query) and POST /retrieve (raw vectors): cross-modal search."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from service.bundle import Bundle
+from service.deps import Served, ServedDep
+from service.errors import KOutOfRange, NoGallery
+from service.gallery import Gallery
+from service.graph import Route
+from service.responses import json_bytes, problems
+from service.routes.base import JSONBodyRoute
+from service.routes.translate import resolve_route
+from service.schemas import RetrieveRequest, RetrieveResponse
+from service.translate import Matrix, run_route
+from service.vectors import count_values, decode
+
+router = APIRouter(tags=["retrieval"], route_class=JSONBodyRoute)
+# A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.
+INLINE_SEARCH_WORK = 2_000_000
+
+
+def gallery_of(bundle: Bundle, modality: str) -> Gallery:
+    bundle.graph.require(modality)
+    gallery = bundle.galleries.get(modality)
+    if gallery is None:
+        raise NoGallery(
+            f"modality {modality!r} has no gallery; galleries: {sorted(bundle.galleries)}",
+            galleries=sorted(bundle.galleries),
+        )
+    return gallery
+
+
+def check_k(k: int, limit: int) -> None:
+    if not 1 <= k <= limit:
+        raise KOutOfRange(k, limit)
+
+
+def inline(gallery: Gallery, values: int, served: Served) -> bool:
+    search_work = values * gallery.size if gallery.spec.index_type == "flat" else 0
+    return values <= served.settings.inline_max_values and search_work <= INLINE_SEARCH_WORK
+
+
+def search(
+    served: Served, route: Route, x: Matrix, gallery: Gallery, k: int, queries: list[int] | list[str]
+) -> bytes:
+    """Translate the queries along ``route``, search ``gallery`` and render the response bytes."""
+    bundle, metrics = served.bundle, served.metrics
+    y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
+    started = time.perf_counter()
+    scores, rows = gallery.search(y, k)
+    metrics.observe_search(gallery.modality, time.perf_counter() - started)
+    metrics.count("retrieve", route.path, len(x))
+    return json_bytes(
+        {
+            "from": route.path[0],
+            "to": route.path[-1],
+            "path": route.path,
+            "fidelity": route.fidelity,
+            "k": k,
+            "results": [
+                {"query": q, "hits": gallery.hits(s, r)}
+                for q, s, r in zip(queries, scores, rows, strict=True)
+            ],
+        }
+    )
+
+
+@router.get(
+    "/retrieve",
+    response_model=RetrieveResponse,
+    responses=problems(401, 404, 409, 422, 503),
+    summary="Search a gallery with a stored item as the query",
+)
+async def retrieve_by_id(
+    served: ServedDep,
+    source: Annotated[
+        str, Query(alias="from", description="Modality of the query item.", examples=["audio"])
+    ],
+    target: Annotated[
+        str, Query(alias="to", description="Modality whose gallery is searched.", examples=["text"])
+    ],
+    item: Annotated[
+        str, Query(alias="id", description="Id of an item in the `from` gallery.", examples=["audio-7"])
+    ],
+    k: Annotated[int, Query(ge=1, description="Results to return (at most the server's max_k).")] = 10,
+) -> Response:
+    """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
+    nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
+    check_k(k, served.settings.max_k)
+    route = resolve_route(served.bundle, source, target, None)
+    query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
+    x = query_gallery.vector(query_gallery.row_of(item))
+    if inline(gallery, x.size, served):
+        content = search(served, route, x, gallery, k, [item])
+    else:
+        content = await run_in_threadpool(search, served, route, x, gallery, k, [item])
+    return Response(content, media_type="application/json")
+
+
+def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
+    route = resolve_route(served.bundle, body.source, body.target, body.path)
+    source = served.bundle.modalities[body.source]
+    x = decode(body.vectors, body.vector, body.encoding, source.name, source.dim, served.settings.max_batch)
+    return search(served, route, x, gallery, body.k, list(range(len(x))))
+
+
+@router.post(
+    "/retrieve",
+    response_model=RetrieveResponse,
+    responses=problems(401, 404, 409, 413, 415, 422, 503),
+    summary="Search a gallery with raw vectors",
+)
+async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Response:
+    """Translate the query `vectors` (or one `vector`) from `from` to `to` (best or pinned route) and return
+    the `k` nearest items of the `to` gallery per query."""
+    check_k(body.k, served.settings.max_k)
+    served.bundle.graph.require(body.source)
+    gallery = gallery_of(served.bundle, body.target)
+    if inline(gallery, count_values(body.vectors, body.vector), served):
+        content = search_vectors(served, body, gallery)
+    else:
+        content = await run_in_threadpool(search_vectors, served, body, gallery)
+    return Response(content, media_type="application/json")

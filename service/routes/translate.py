@@ -1,0 +1,80 @@
+"""POST /translate: vectors of one modality into another, along the best or a pinned route."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from service.bundle import Bundle
+from service.deps import Served, ServedDep
+from service.graph import Route
+from service.responses import json_bytes, problems
+from service.routes.base import JSONBodyRoute
+from service.schemas import TranslateRequest, TranslateResponse
+from service.translate import round_trip_cosine, run_route, unit_rows
+from service.vectors import count_values, decode, encode
+
+router = APIRouter(tags=["translation"], route_class=JSONBodyRoute)
+
+
+def resolve_route(bundle: Bundle, source: str, target: str, path: list[str] | None) -> Route:
+    bundle.graph.require(source)
+    bundle.graph.require(target)
+    return bundle.graph.along(path, source, target) if path is not None else bundle.graph.best(source, target)
+
+
+def hops_of(route: Route) -> list[dict[str, object]]:
+    return [{"from": h.source, "to": h.target, "kind": h.kind, "fidelity": h.fidelity} for h in route.hops]
+
+
+def translation(served: Served, request: TranslateRequest) -> bytes:
+    """All the work of one request, from the parsed body to the response bytes."""
+    bundle, metrics = served.bundle, served.metrics
+    route = resolve_route(bundle, request.source, request.target, request.path)
+    source, target = bundle.modalities[request.source], bundle.modalities[request.target]
+    x = decode(
+        request.vectors, request.vector, request.encoding, source.name, source.dim, served.settings.max_batch
+    )
+    y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
+    confidence = None
+    if request.confidence:
+        back = run_route(
+            bundle.translators, bundle.graph.back(route), y, bundle.l2_inputs, metrics.observe_hop
+        )
+        gallery = bundle.galleries.get(source.name)
+        confidence = round_trip_cosine(x, back, None if gallery is None else gallery.mean).tolist()
+    if request.normalize:
+        y = unit_rows(y)
+    metrics.count("translate", route.path, len(x))
+    return json_bytes(
+        {
+            "from": source.name,
+            "to": target.name,
+            "path": route.path,
+            "hops": hops_of(route),
+            "fidelity": route.fidelity,
+            "count": len(y),
+            "dim": target.dim,
+            "encoding": request.encoding,
+            "vectors": encode(y, request.encoding),
+            "confidence": confidence,
+        }
+    )
+
+
+@router.post(
+    "/translate",
+    response_model=TranslateResponse,
+    responses=problems(401, 404, 409, 413, 415, 422, 503),
+    summary="Translate vectors from one modality to another",
+)
+async def translate(body: TranslateRequest, served: ServedDep) -> Response:
+    """Translate one `vector` or a batch of `vectors` from `from` to `to`, along the route that preserves the
+    most (or the pinned `path`). Returns the vectors, the path, its estimated fidelity and, with
+    `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean)."""
+    if count_values(body.vectors, body.vector) <= served.settings.inline_max_values:
+        content = translation(served, body)  # tiny work: cheaper than a thread hop
+    else:
+        content = await run_in_threadpool(translation, served, body)
+    return Response(content, media_type="application/json")

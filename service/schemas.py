@@ -1,0 +1,217 @@
+"""Request and response models of the HTTP API (one pair per endpoint), apart from the logic.
+
+``from`` is a Python keyword, so fields holding it are named ``source`` with the alias ``from``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.manifest import EdgeKind, EdgeMetrics, IndexType
+
+Encoding = Literal["float", "base64"]
+VECTORS_DOC = (
+    "Input vectors: a list of rows (encoding 'float'), or with encoding 'base64' one base64 string of the "
+    "little-endian float32 values of all rows, row after row (n × dim values)."
+)
+VECTOR_DOC = (
+    "One input vector, instead of `vectors`: a list of floats, or one base64 string with encoding 'base64'."
+)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error body of this API has this shape (and may add members)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:latent-bridge:problem:dimension-mismatch",
+                    "title": "Wrong vector dimension",
+                    "status": 422,
+                    "detail": "vectors of modality 'audio' have 384 dimensions, got 512",
+                    "instance": "/translate",
+                    "request_id": "6f1c2b0e9a7d4e1f",
+                    "expected": 384,
+                    "got": 512,
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="URN naming the kind of problem, e.g. urn:latent-bridge:problem:no-route.")
+    title: str
+    status: int
+    detail: str = Field(description="What was wrong with this request, in words.")
+    instance: str | None = Field(default=None, description="The request path.")
+    request_id: str | None = Field(default=None, description="Also in the X-Request-ID response header.")
+
+
+class GalleryInfo(BaseModel):
+    size: int
+    index_type: IndexType
+    payload: list[str] = Field(description="Payload columns returned with each hit.")
+
+
+class ModalityInfo(BaseModel):
+    name: str = Field(examples=["audio"])
+    dim: int = Field(examples=[384])
+    normalization: Literal["none", "l2"]
+    description: str
+    gallery: GalleryInfo | None = Field(
+        description="The modality's retrieval gallery, if the bundle has one."
+    )
+
+
+class ModalitiesResponse(BaseModel):
+    bundle: str
+    modalities: list[ModalityInfo]
+
+
+class GraphEdge(BaseModel):
+    source: str
+    target: str
+    kind: EdgeKind
+    fidelity: float = Field(description="The edge's metric under the routing criterion.")
+    cost: float = Field(description="-log(fidelity), what routing minimises.")
+    metrics: EdgeMetrics
+
+
+class GraphResponse(BaseModel):
+    bundle: str
+    criterion: str = Field(description="The edge metric used as fidelity: cycle_cosine, cosine or r1.")
+    nodes: list[ModalityInfo]
+    edges: list[GraphEdge]
+    components: list[list[str]] = Field(description="Groups of modalities connected by edges.")
+
+
+class HopInfo(BaseModel):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    kind: EdgeKind
+    fidelity: float
+
+
+class RouteInfo(BaseModel):
+    path: list[str] = Field(examples=[["audio", "image", "text"]])
+    hops: list[HopInfo]
+    fidelity: float = Field(description="Estimated fidelity of the whole path: the product of the hops'.")
+    cost: float = Field(description="Sum of the hops' -log(fidelity).")
+
+
+class RouteResponse(BaseModel):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    criterion: str
+    best: RouteInfo
+    alternatives: list[RouteInfo] = Field(description="The next cheapest simple paths, best first.")
+
+
+class TranslateRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "confidence": True},
+                {"from": "audio", "to": "text", "vectors": "zczMPZqZmb4AAAA/", "encoding": "base64"},
+                {
+                    "from": "audio",
+                    "to": "text",
+                    "vector": [0.12, -0.3, 0.05],
+                    "path": ["audio", "image", "text"],
+                },
+            ]
+        },
+    )
+
+    source: str = Field(alias="from", description="Modality of the input vectors.")
+    target: str = Field(alias="to", description="Modality to translate into.")
+    vectors: list[list[float]] | str | None = Field(default=None, description=VECTORS_DOC)
+    vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
+    encoding: Encoding = Field(default="float", description="How vectors are sent and returned.")
+    path: list[str] | None = Field(
+        default=None, description="Pin the route: modalities from `from` to `to`; default the best route."
+    )
+    normalize: bool = Field(default=True, description="L2-normalise the returned vectors.")
+    confidence: bool = Field(
+        default=False,
+        description="Also return, per input, the cosine between it and its round trip back to the "
+        "source space.",
+    )
+
+
+class TranslateResponse(BaseModel):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    path: list[str]
+    hops: list[HopInfo]
+    fidelity: float = Field(
+        description="Estimated fidelity of the path (product of held-out edge fidelities)."
+    )
+    count: int
+    dim: int
+    encoding: Encoding
+    vectors: list[list[float]] | str = Field(description="Translated vectors, in the request's encoding.")
+    confidence: list[float] | None = Field(
+        default=None, description="Per-input round-trip cosine, when asked for."
+    )
+
+
+class RetrieveRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "k": 5},
+                {"from": "text", "to": "text", "vector": "zczMPZqZmb4AAAA/", "encoding": "base64", "k": 10},
+            ]
+        },
+    )
+
+    source: str = Field(alias="from", description="Modality of the query vectors.")
+    target: str = Field(alias="to", description="Modality whose gallery is searched.")
+    vectors: list[list[float]] | str | None = Field(default=None, description=VECTORS_DOC)
+    vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
+    encoding: Encoding = "float"
+    k: int = Field(default=10, ge=1, description="Results per query (at most the server's max_k).")
+    path: list[str] | None = Field(default=None, description="Pin the translation route.")
+
+
+class Hit(BaseModel):
+    id: str = Field(examples=["text-42"])
+    score: float = Field(description="Cosine after the gallery's centring.")
+    sample: str = Field(description="The item's pairing key.")
+    payload: dict[str, Any] = Field(examples=[{"caption": "A frog."}])
+
+
+class QueryHits(BaseModel):
+    query: int | str = Field(description="Index of the query vector, or the id of the stored query item.")
+    hits: list[Hit]
+
+
+class RetrieveResponse(BaseModel):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    path: list[str]
+    fidelity: float
+    k: int
+    results: list[QueryHits]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    bundle: str
+    fingerprint: str
+    modalities: int
+    edges: int
+    galleries: int
+    load_seconds: float

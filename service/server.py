@@ -1,0 +1,67 @@
+"""``latent-bridge serve``: check the bundle, then run uvicorn.
+
+The bundle is validated before the server starts, so a bad one stops the command with one line naming
+the file and the reason (exit code 1) instead of a lifespan traceback. With one worker the checked bundle
+is served as loaded; with several, each worker process builds its app from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app, open_bundle
+from service.manifest import BundleError
+from service.settings import Settings
+
+PROG = "latent-bridge"
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _settings(overrides: dict[str, object]) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        _fail(f"invalid setting {where} (LATENT_BRIDGE_{where.upper()}): {first['msg']}")
+
+
+def serve(
+    bundle: Path | None = None, host: str | None = None, port: int | None = None, workers: int | None = None
+) -> None:
+    """Serve ``bundle`` (default ``$LATENT_BRIDGE_BUNDLE``); unset options come from the environment."""
+    given: dict[str, object] = {"bundle": bundle, "host": host, "port": port, "workers": workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    settings = _settings(overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        loaded = open_bundle(settings)
+    except BundleError as exc:
+        _fail(f"bundle refused: {exc}")
+    common: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, bundle=loaded), **common)  # type: ignore[arg-type]
+        return
+    for key, value in overrides.items():  # worker processes read their settings from the environment
+        os.environ[f"LATENT_BRIDGE_{key.upper()}"] = str(value)
+    del loaded
+    uvicorn.run("service.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]

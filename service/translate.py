@@ -1,0 +1,133 @@
+"""Translators (one onnxruntime session per edge) and running a batch along a route.
+
+A translator maps raw source embeddings to raw target embeddings (DESIGN.md §3), so a route is the
+composition of its hops: each hop's output array is the next hop's input as it is, with no copy or
+conversion between hops. Sessions are created once per bundle and shared by all requests (onnxruntime's
+``run`` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from service.graph import Route
+from service.manifest import BundleError, EdgeSpec
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+Matrix = npt.NDArray[np.float32]
+HopTimer = Callable[[str, float], None]
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _static_dims(shape: list[int | str | None]) -> list[int | None]:
+    return [d if isinstance(d, int) else None for d in shape]
+
+
+class Translator:
+    """One directed edge's ONNX model, checked against the manifest's dimensions when opened."""
+
+    def __init__(
+        self, spec: EdgeSpec, model: bytes, source_dim: int, target_dim: int, path: Path, threads: int = 1
+    ) -> None:
+        self.spec = spec
+        self.key = spec.key
+        self.source_dim = source_dim
+        self.target_dim = target_dim
+        try:
+            self.session = ort.InferenceSession(
+                model, session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for a damaged model
+            raise BundleError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self._check_io(path)
+        self._outputs = [OUTPUT_NAME]
+
+    def _check_io(self, path: Path) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+            raise BundleError(
+                f"{path}: expected one input {INPUT_NAME!r} and an output {OUTPUT_NAME!r}, found inputs "
+                f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
+            )
+        output = next(o for o in outputs if o.name == OUTPUT_NAME)
+        for arg, dim, what in ((inputs[0], self.source_dim, "input"), (output, self.target_dim, "output")):
+            if arg.type != "tensor(float)":
+                raise BundleError(f"{path}: {what} has type {arg.type}, expected tensor(float)")
+            shape = _static_dims(arg.shape)
+            if len(shape) != 2 or shape[1] not in (dim, None):
+                raise BundleError(
+                    f"{path}: {what} shape {arg.shape} does not match the manifest's {self.key} "
+                    f"({what} dimension {dim})"
+                )
+
+    def __call__(self, x: Matrix) -> Matrix:
+        out: Matrix = self.session.run(self._outputs, {INPUT_NAME: x})[0]
+        return out
+
+    def warm_up(self, path: Path, batch: int) -> None:
+        """Run once at batch 1 and ``batch``; check the output really has the manifest's dimension."""
+        for n in sorted({1, batch}):
+            try:
+                out = self(np.zeros((n, self.source_dim), dtype=np.float32))
+            except Exception as exc:
+                raise BundleError(f"{path}: fails on a batch of {n} ({type(exc).__name__}: {exc})") from exc
+            if out.shape != (n, self.target_dim):
+                raise BundleError(
+                    f"{path}: output shape {out.shape} for a batch of {n}, "
+                    f"manifest says ({n}, {self.target_dim})"
+                )
+
+
+def unit_rows(x: Matrix) -> Matrix:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out: Matrix = x / np.maximum(norms, np.float32(1e-12))
+    return out
+
+
+def run_route(
+    translators: Mapping[tuple[str, str], Translator],
+    route: Route,
+    x: Matrix,
+    l2_inputs: frozenset[str] = frozenset(),
+    on_hop: HopTimer | None = None,
+) -> Matrix:
+    """Translate a float32 (n, d) batch along ``route``; modalities in ``l2_inputs`` get unit-norm inputs."""
+    for hop in route.hops:
+        if hop.source in l2_inputs:
+            x = unit_rows(x)
+        translator = translators[hop.source, hop.target]
+        if on_hop is None:
+            x = translator(x)
+        else:
+            started = time.perf_counter()
+            x = translator(x)
+            on_hop(translator.key, time.perf_counter() - started)
+    return x
+
+
+def round_trip_cosine(x: Matrix, back: Matrix, mean: Matrix | None) -> Matrix:
+    """Row-wise cosine of ``x`` and its round trip ``back``, both centred by ``mean`` when given."""
+    if mean is not None:
+        x = x - mean
+        back = back - mean
+    num = np.einsum("ij,ij->i", x, back)
+    den = np.linalg.norm(x, axis=1) * np.linalg.norm(back, axis=1)
+    out: Matrix = (num / np.maximum(den, np.float32(1e-12))).astype(np.float32, copy=False)
+    return out

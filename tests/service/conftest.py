@@ -1,0 +1,120 @@
+"""Small real bundles made by the training code, built once per test session, and apps serving them.
+
+- ``chain_bundle``: modalities a, b, c (16-d, planted rotations), edges a↔b and b↔c (ridge); a→c is two hops.
+- ``routed_bundle``: a↔b, b↔c and a direct a↔c whose metrics are rewritten to be worse than a→b→c.
+- ``split_bundle``: only a↔b; c has a gallery but no edge, so a→c has no route.
+- ``ivf_bundle``: like ``chain_bundle`` with IVF galleries.
+Bundles are immutable: a test that needs a damaged one copies a bundle first (``bundle_copy``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from testbundles import Manifest, edit_manifest
+
+from service.app import create_app
+from service.settings import Settings
+
+DIMS = {"a": 16, "b": 16, "c": 16}
+MAX_BATCH = 64
+MAX_K = 20
+
+
+def _train(data: Path, out: Path, edges: list[tuple[str, str]], index_type: str = "flat") -> Path:
+    from training.config import TrainConfig  # imported late: see testbundles.py
+    from training.train import train
+
+    train(
+        TrainConfig(
+            data=data, out=out, kind="ridge", edges=edges, epochs=5, progress=False, index_type=index_type
+        )
+    )  # type: ignore[arg-type]
+    return out
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.datasets.synthetic import make_dataset
+
+    return make_dataset(
+        tmp_path_factory.mktemp("data") / "abc", n=300, dims=DIMS, relation="rotation", noise=0.1
+    )
+
+
+@pytest.fixture(scope="session")
+def chain_bundle(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(dataset, tmp_path_factory.mktemp("bundles") / "chain", [("a", "b"), ("b", "c")])
+
+
+@pytest.fixture(scope="session")
+def ivf_bundle(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(dataset, tmp_path_factory.mktemp("bundles") / "ivf", [("a", "b"), ("b", "c")], "ivf")
+
+
+@pytest.fixture(scope="session")
+def split_bundle(chain_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chain bundle without its b↔c edges in the manifest: c is left on its own."""
+    out = Path(shutil.copytree(chain_bundle, tmp_path_factory.mktemp("bundles") / "split"))
+    edit_manifest(
+        out, lambda m: m.update(edges=[e for e in m["edges"] if "c" not in (e["source"], e["target"])])
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def routed_bundle(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The direct edge a↔c exists but its held-out metrics are poor: the best a→c route is a→b→c."""
+    out = _train(dataset, tmp_path_factory.mktemp("bundles") / "routed", [("a", "b"), ("b", "c"), ("a", "c")])
+
+    def worsen_direct_edge(manifest: Manifest) -> None:
+        for edge in manifest["edges"]:
+            if {edge["source"], edge["target"]} == {"a", "c"}:
+                edge["metrics"].update(cycle_cosine=0.6, cosine=0.5, r1=0.3)
+
+    edit_manifest(out, worsen_direct_edge)
+    return out
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
+    """A writable copy of a session bundle, for tests that damage it."""
+
+    def copy(bundle: Path) -> Path:
+        return Path(shutil.copytree(bundle, tmp_path / bundle.name))
+
+    return copy
+
+
+def settings_for(bundle: Path | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {"bundle": bundle, "max_batch": MAX_BATCH, "max_k": MAX_K, "api_key": None}
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
+
+
+def _client(bundle: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(bundle))) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def client(chain_bundle: Path) -> Iterator[TestClient]:
+    yield from _client(chain_bundle)
+
+
+@pytest.fixture(scope="session")
+def routed_client(routed_bundle: Path) -> Iterator[TestClient]:
+    yield from _client(routed_bundle)
+
+
+@pytest.fixture(scope="session")
+def split_client(split_bundle: Path) -> Iterator[TestClient]:
+    yield from _client(split_bundle)
+
+
+@pytest.fixture(scope="session")
+def ivf_client(ivf_bundle: Path) -> Iterator[TestClient]:
+    yield from _client(ivf_bundle)

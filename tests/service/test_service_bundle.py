@@ -1,0 +1,143 @@
+"""Loading a bundle: a good one opens with warmed-up translators; each kind of bad one is refused by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from testbundles import edit_manifest, embeddings, rehash
+
+from service.bundle import load_bundle
+from service.manifest import BundleError
+
+
+def test_a_good_bundle_loads(chain_bundle: Path, dataset: Path) -> None:
+    bundle = load_bundle(chain_bundle)
+    assert sorted(bundle.translators) == [("a", "b"), ("b", "a"), ("b", "c"), ("c", "b")]
+    assert sorted(bundle.galleries) == ["a", "b", "c"]
+    gallery = bundle.galleries["a"]
+    assert gallery.size == 300 and gallery.payload.keys() == {"caption"}
+    a = embeddings(dataset, "a")
+    assert gallery.mean is not None
+    np.testing.assert_allclose(gallery.mean, a.mean(axis=0), atol=1e-5)
+    assert bundle.graph.best("a", "c").path == ("a", "b", "c")
+
+
+def test_translators_match_onnxruntime_directly(chain_bundle: Path) -> None:
+    bundle = load_bundle(chain_bundle)
+    x = np.random.default_rng(1).standard_normal((5, 16)).astype(np.float32)
+    session = ort.InferenceSession(str(chain_bundle / "translators/a__b.onnx"))
+    np.testing.assert_allclose(
+        bundle.translators["a", "b"](x), session.run(["output"], {"input": x})[0], rtol=1e-6
+    )
+
+
+def test_stored_items_read_back_as_their_centred_direction(chain_bundle: Path, dataset: Path) -> None:
+    gallery = load_bundle(chain_bundle).galleries["b"]
+    raw = embeddings(dataset, "b")[7]
+    direction = gallery.vector(7)[0] - gallery.mean  # type: ignore[operator]
+    expected = (raw - gallery.mean) / np.linalg.norm(raw - gallery.mean)  # type: ignore[operator]
+    np.testing.assert_allclose(direction, expected, atol=1e-5)
+
+
+def test_ivf_galleries_load_and_read_back(ivf_bundle: Path) -> None:
+    bundle = load_bundle(ivf_bundle)
+    gallery = bundle.galleries["a"]
+    assert gallery.spec.index_type == "ivf"
+    scores, rows = gallery.search(gallery.vector(3), 1)
+    assert rows[0, 0] == 3 and scores[0, 0] == pytest.approx(1.0, abs=1e-4)
+
+
+def _missing_manifest(b: Path) -> None:
+    (b / "manifest.json").unlink()
+
+
+def _bad_json(b: Path) -> None:
+    (b / "manifest.json").write_text("{not json")
+
+
+def _bad_schema(b: Path) -> None:
+    edit_manifest(b, lambda m: m["edges"][0].update(kind="magic"))
+
+
+def _missing_file(b: Path) -> None:
+    (b / "translators/b__c.onnx").unlink()
+
+
+def _wrong_hash(b: Path) -> None:
+    with (b / "index/c.parquet").open("ab") as f:
+        f.write(b"\0")
+
+
+def _outside(b: Path) -> None:
+    edit_manifest(b, lambda m: m["edges"][0].update(file="../../etc/passwd"))
+
+
+def _not_onnx(b: Path) -> None:
+    (b / "translators/a__b.onnx").write_bytes(b"not a model")
+    rehash(b, "translators/a__b.onnx")
+
+
+def _dims_disagree(b: Path) -> None:
+    edit_manifest(b, lambda m: m["modalities"][2].update(dim=32))  # c: the b→c / c→b models say 16
+
+
+def _index_size(b: Path) -> None:
+    table = pd.read_parquet(b / "index/b.parquet").iloc[:-1]
+    table.to_parquet(b / "index/b.parquet", index=False)
+    rehash(b, "index/b.parquet")
+
+
+def _manifest_size(b: Path) -> None:
+    edit_manifest(b, lambda m: m["galleries"][0].update(size=299))
+
+
+def _index_type(b: Path) -> None:
+    edit_manifest(b, lambda m: m["galleries"][0].update(index_type="hnsw"))
+
+
+def _not_an_index(b: Path) -> None:
+    (b / "index/a.faiss").write_bytes(b"\0" * 64)
+    rehash(b, "index/a.faiss")
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "reason"),
+    [
+        (_missing_manifest, "manifest.json", "missing manifest"),
+        (_bad_json, "manifest.json", "not valid JSON"),
+        (_bad_schema, "manifest.json", "edges.0.kind"),
+        (_missing_file, "translators/b__c.onnx", "missing"),
+        (_wrong_hash, "index/c.parquet", "does not match the manifest"),
+        (_outside, "etc/passwd", "points outside the bundle"),
+        (_not_onnx, "translators/a__b.onnx", "not a loadable ONNX model"),
+        (_dims_disagree, "translators/b__c.onnx", "does not match the manifest's b__c"),
+        (_index_size, "index/b.faiss", "300 vectors but b.parquet has 299 rows"),
+        (_manifest_size, "index/a.parquet", "the manifest says size 299"),
+        (_index_type, "index/a.faiss", "the manifest says index_type 'hnsw'"),
+        (_not_an_index, "index/a.faiss", "not a readable FAISS index"),
+    ],
+)
+def test_a_bad_bundle_is_refused_naming_file_and_reason(
+    chain_bundle: Path,
+    bundle_copy: Callable[[Path], Path],
+    damage: Callable[[Path], None],
+    file: str,
+    reason: str,
+) -> None:
+    bundle = bundle_copy(chain_bundle)
+    damage(bundle)
+    with pytest.raises(BundleError) as caught:
+        load_bundle(bundle)
+    message = str(caught.value)
+    assert file in message and reason in message
+    assert "\n" not in message
+
+
+def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a bundle folder"):
+        load_bundle(tmp_path / "nope")

@@ -1,0 +1,146 @@
+"""`latent-bridge serve` as a real process on a free loopback port: it serves, and it refuses a bad bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+from training.config import TrainConfig
+from training.datasets.synthetic import make_dataset
+from training.train import train
+
+pytestmark = pytest.mark.slow
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).with_name("latent-bridge")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "latent_bridge.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    data = make_dataset(root / "data", n=200, dims={"a": 8, "b": 8}, relation="rotation", noise=0.1)
+    train(TrainConfig(data=data, out=root / "bundle", kind="ridge", progress=False))
+    return root / "bundle"
+
+
+def wait_ready(process: subprocess.Popen[bytes], base: str, log: IO[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"server exited early with {process.returncode}: {log.read().decode()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"server not ready after {START_TIMEOUT} s")
+
+
+def serve(args: list[str], env: dict[str, str]) -> Iterator[str]:
+    """Start the server, yield its base URL once ready, then stop it with SIGTERM (graceful shutdown)."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server never blocks on it
+        process = subprocess.Popen(
+            [*command(), "serve", "--host", HOST, "--port", str(port), *args],
+            env=os.environ | env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://{HOST}:{port}"
+        try:
+            wait_ready(process, base, log)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                # uvicorn re-raises the signal after a graceful shutdown; its supervisor (workers > 1) exits 0
+                assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+
+
+def test_the_server_process_serves_a_bundle(bundle: Path) -> None:
+    # the bundle comes from the environment, the port from the command line
+    for base in serve([], {"LATENT_BRIDGE_BUNDLE": str(bundle), "LATENT_BRIDGE_ACCESS_LOG": "false"}):
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            assert client.get("/readyz").json()["bundle"] == "bundle"
+            body = client.post("/translate", json={"from": "a", "to": "b", "vector": [0.5] * 8}).json()
+            assert body["path"] == ["a", "b"] and len(body["vectors"][0]) == 8
+            hits = client.get("/retrieve", params={"from": "a", "to": "b", "id": "a-3", "k": 1}).json()
+            assert hits["results"][0]["hits"][0]["id"] == "b-3"
+            bad = client.post("/translate", json={"from": "a", "to": "b", "vector": [0.5] * 3})
+            assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+            assert (
+                'http_requests_total{handler="/translate",method="POST",status="422"}'
+                in client.get("/metrics").text
+            )
+
+
+def test_several_workers(bundle: Path) -> None:
+    for base in serve(["--bundle", str(bundle), "--workers", "2"], {"LATENT_BRIDGE_LOG_LEVEL": "warning"}):
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(4):
+                assert (
+                    client.post("/translate", json={"from": "b", "to": "a", "vector": [0.1] * 8}).status_code
+                    == 200
+                )
+
+
+def test_a_bad_bundle_stops_the_server_with_one_line(bundle: Path, tmp_path: Path) -> None:
+    damaged = Path(shutil.copytree(bundle, tmp_path / "damaged"))
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    manifest["modalities"][0]["dim"] = 9
+    (damaged / "manifest.json").write_text(json.dumps(manifest))
+    result = subprocess.run(
+        [*command(), "serve", "--bundle", str(damaged), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "bundle refused" in lines[0] and "translators/a__b.onnx" in lines[0] and "dimension 9" in lines[0]
+
+
+def test_invalid_settings_stop_the_server_with_one_line(bundle: Path) -> None:
+    result = subprocess.run(
+        [*command(), "serve", "--bundle", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"LATENT_BRIDGE_MAX_BATCH": "0"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "latent-bridge: invalid setting max_batch (LATENT_BRIDGE_MAX_BATCH): "
+        "Input should be greater than or equal to 1"
+    )
