@@ -135,6 +135,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=None)
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--infonce-weight", dest="infonce_weight", type=float, default=None)
+    parser.add_argument("--cosine-weight", dest="cosine_weight", type=float, default=None)
     parser.add_argument("--recon-weight", dest="recon_weight", type=float, default=None)
     parser.add_argument("--min-shared", dest="min_shared", type=int, default=None)
     parser.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)

@@ -32,7 +32,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 20
-    recon_weight: float = 0.5
+    cosine_weight: float = 1.0  # cosine to the true partner
+    recon_weight: float = 0.5  # the seeds' reconstruction loss 1 - cos(x, f_BA(f_AB(x)))
     infonce_weight: float = 1.0
     temperature: float = 0.05
     max_pairs_per_sample: int = 8

@@ -180,7 +180,7 @@ def mlp_candidate(pair: Pair, base: Candidate, cfg: TrainConfig, position: int =
 def _mlp_loss(f: MLPTranslator, g: MLPTranslator, x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor,
               cfg: TrainConfig) -> torch.Tensor:
     fx, gy = f.standardised(x), g.standardised(y)
-    loss = _cos_loss(fx, y) + _cos_loss(gy, x)
+    loss = cfg.cosine_weight * (_cos_loss(fx, y) + _cos_loss(gy, x))
     if cfg.recon_weight:
         loss = loss + cfg.recon_weight * (_cos_loss(g.standardised(fx), x) + _cos_loss(f.standardised(gy), y))
     if cfg.infonce_weight:

@@ -15,8 +15,8 @@ from training.datasets.splits import split_samples
 from training.datasets.synthetic import make_dataset
 from training.evaluate import ranks
 from training.export import ExportError, check_parity, to_onnx
-from training.translators import MLPTranslator, SpaceStats, fit_linear
 from training.train import train
+from training.translators import MLPTranslator, SpaceStats, fit_linear
 
 
 def test_rotation_plant_is_solved_by_procrustes(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
