@@ -30,7 +30,7 @@ from service.routes import graph, health, metrics, modalities, retrieve, transla
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 DESCRIPTION = """Translate embeddings between modalities through a graph of small learned translators, and
@@ -60,13 +60,13 @@ class RequestIdMiddleware:
             return
         request_id = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == REQUEST_ID_HEADER:
                 candidate = value.decode("latin-1")
                 request_id = candidate if _SAFE_REQUEST_ID.match(candidate) else None
                 break
         request_id = request_id or secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
+        header = (REQUEST_ID_HEADER, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

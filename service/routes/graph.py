@@ -66,7 +66,14 @@ async def get_route(
     settings: SettingsDep,
     source: Annotated[str, Query(alias="from", description="Source modality.", examples=["audio"])],
     target: Annotated[str, Query(alias="to", description="Target modality.", examples=["text"])],
-    alternatives: Annotated[int, Query(ge=0, le=100, description="How many next-best routes to list.")] = 3,
+    alternatives: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=100,
+            description="How many next-best routes to list (at most the server's max_alternatives).",
+        ),
+    ] = 3,
 ) -> RouteResponse:
     """The path that preserves the most (lowest total `-log(fidelity)`), its per-hop fidelity, the estimate
     for the whole path, and the next best simple paths."""

@@ -23,7 +23,7 @@ from service.vectors import count_values, decode
 
 router = APIRouter(tags=["retrieval"], route_class=JSONBodyRoute)
 # A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.
-INLINE_SEARCH_WORK = 2_000_000
+INLINE_SEARCH_WORK = 4_000_000
 
 
 def gallery_of(bundle: Bundle, modality: str) -> Gallery:
@@ -42,8 +42,12 @@ def check_k(k: int, limit: int) -> None:
         raise KOutOfRange(k, limit)
 
 
-def inline(gallery: Gallery, values: int, served: Served) -> bool:
-    search_work = values * gallery.size if gallery.spec.index_type == "flat" else 0
+def inline(served: Served, source: str, gallery: Gallery, values: int) -> bool:
+    """Whether a request is small enough to run on the event loop: few input numbers, and (for an exact
+    gallery) a search of few multiply-adds."""
+    rows = max(1, values // served.bundle.modalities[source].dim)
+    flat = gallery.spec.index_type == "flat"
+    search_work = rows * gallery.size * served.bundle.modalities[gallery.modality].dim if flat else 0
     return values <= served.settings.inline_max_values and search_work <= INLINE_SEARCH_WORK
 
 
@@ -97,7 +101,7 @@ async def retrieve_by_id(
     route = resolve_route(served.bundle, source, target, None)
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
     x = query_gallery.vector(query_gallery.row_of(item))
-    if inline(gallery, x.size, served):
+    if inline(served, source, gallery, x.size):
         content = search(served, route, x, gallery, k, [item])
     else:
         content = await run_in_threadpool(search, served, route, x, gallery, k, [item])
@@ -123,7 +127,7 @@ async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Respo
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = gallery_of(served.bundle, body.target)
-    if inline(gallery, count_values(body.vectors, body.vector), served):
+    if inline(served, body.source, gallery, count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

@@ -134,3 +134,13 @@ def test_a_modality_without_gallery(chain_bundle: Path, tmp_path: Path) -> None:
         )
         modalities = client.get("/modalities").json()["modalities"]
         assert [m["gallery"] is None for m in modalities] == [False, False, True]
+
+
+def test_work_off_the_event_loop_gives_the_same_results(chain_bundle: Path, client: TestClient) -> None:
+    params = {"from": "a", "to": "c", "id": "a-5", "k": 4}
+    vector = {"from": "a", "to": "c", "vector": [0.2] * 16, "k": 4}
+    with TestClient(create_app(settings_for(chain_bundle, inline_max_values=0))) as threaded:
+        assert (
+            threaded.get("/retrieve", params=params).json() == client.get("/retrieve", params=params).json()
+        )
+        assert threaded.post("/retrieve", json=vector).json() == client.post("/retrieve", json=vector).json()

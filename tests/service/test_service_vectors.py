@@ -7,6 +7,7 @@ import base64
 import numpy as np
 import pytest
 
+from service import vectors
 from service.errors import BatchTooLarge, DimensionMismatch, EmptyBatch, MalformedVectors, NonFiniteInput
 from service.vectors import decode, encode
 
@@ -24,6 +25,17 @@ def test_rows_and_base64_decode_to_the_same_matrix() -> None:
     np.testing.assert_array_equal(from_b64, x)
     np.testing.assert_array_equal(decode(None, x[0].tolist(), "float", "a", 4, 10), x[:1])
     np.testing.assert_array_equal(decode(None, b64(x[0]), "base64", "a", 4, 10), x[:1])
+
+
+def test_the_standard_library_codec_gives_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)
+    fast = (decode(b64(x), None, "base64", "a", 5, 10), encode(x, "base64"))
+    monkeypatch.setattr(vectors, "b64decode", base64.b64decode)
+    monkeypatch.setattr(vectors, "b64encode", base64.b64encode)
+    np.testing.assert_array_equal(decode(b64(x), None, "base64", "a", 5, 10), fast[0])
+    assert encode(x, "base64") == fast[1]
+    with pytest.raises(MalformedVectors):
+        decode("@@", None, "base64", "a", 5, 10)
 
 
 def test_encode_round_trips() -> None:
