@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import os
 import socket
 import subprocess
@@ -40,6 +41,11 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+
+    def merge(self, other: Result) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.seconds += other.seconds
 
     @property
     def throughput(self) -> float:
@@ -116,8 +122,6 @@ async def _drive(port: int, request: bytes, seconds: float, max_requests: int, c
 
 
 def drive(port: int, request: bytes, seconds: float, max_requests: int, connections: int) -> Result:
-    # warm-up, then the measured run
-    asyncio.run(_drive(port, request, min(1.0, seconds / 5), max_requests // 10 + 1, connections))
     return asyncio.run(_drive(port, request, seconds, max_requests, connections))
 
 
@@ -221,6 +225,9 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="per scenario and side (HTTP, in-process)"
     )
+    parser.add_argument(
+        "--slice", type=float, default=1.0, help="the two sides alternate in slices this long"
+    )
     parser.add_argument("--max-requests", type=int, default=200_000, help="per scenario and side")
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
@@ -297,25 +304,34 @@ def main() -> None:
     port = free_port()
     server = start_server(args.bundle, port, args.workers, args.batch)
     rows = []
-    local: dict[str, Result] = {}
+    rounds = max(1, math.ceil(args.seconds / args.slice))
+    per_slice = (args.seconds / rounds, max(1, args.max_requests // rounds))
+    thread_counts = sorted({1, args.threads})
     try:
-        for name, variant, request, per_request in scenarios:
-            if not request or (args.only and args.only not in f"{name} ({variant})"):
+        for name in work:
+            variants = [s for s in scenarios if s[0] == name and s[2]]
+            variants = [s for s in variants if not args.only or args.only in f"{s[0]} ({s[1]})"]
+            if not variants:
                 continue
-            if name not in local:
-                # the stronger of one thread and --threads threads (the GIL can make more threads slower)
-                runs = {
-                    n: in_process(work[name], args.seconds, args.max_requests, n) for n in {1, args.threads}
-                }
-                threads, local[name] = max(runs.items(), key=lambda item: item[1].throughput)
-                rows.append(
-                    local[name].row(
-                        f"in-process {name} ({threads} thread{'s' * (threads > 1)})", per_request, None
-                    )
-                )
-            http = drive(port, request, args.seconds, args.max_requests, args.connections)
-            rows.append(http.row(f"HTTP {name} ({variant})", per_request, local[name]))
-            print(rows[-1], file=sys.stderr)
+            http = {variant: Result() for _, variant, _, _ in variants}
+            local = {n: Result() for n in thread_counts}
+            for _, _, request, _ in variants:  # warm-up
+                drive(port, request, 0.5, 1000, args.connections)
+            # Interleave short slices of each side, so both see the same background load.
+            for _ in range(rounds):
+                for _, variant, request, _ in variants:
+                    http[variant].merge(drive(port, request, *per_slice, args.connections))
+                for n in thread_counts:
+                    local[n].merge(in_process(work[name], *per_slice, n))
+            # the stronger of one thread and --threads threads (the GIL can make more threads slower)
+            threads, best = max(local.items(), key=lambda item: item[1].throughput)
+            per_request = variants[0][3]
+            rows.append(
+                best.row(f"in-process {name} ({threads} thread{'s' * (threads > 1)})", per_request, None)
+            )
+            for _, variant, _, _ in variants:
+                rows.append(http[variant].row(f"HTTP {name} ({variant})", per_request, best))
+                print(rows[-1], file=sys.stderr)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -325,7 +341,8 @@ def main() -> None:
         f"{dim}-d in, {bundle.modalities[target].dim}-d out, "
         f"gallery {gallery.size} × {gallery.spec.index_type}; "
         f"{args.workers} worker(s), {args.connections} connections, "
-        f"{args.seconds:g} s per side, {os.cpu_count()} CPUs, "
+        f"{args.seconds:g} s per side in alternating {args.seconds / rounds:g} s slices, "
+        f"{os.cpu_count()} CPUs, "
         f"1-min load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after (other processes "
         "on the machine skew every number).\n"
     )
