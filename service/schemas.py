@@ -107,6 +107,35 @@ class RouteInfo(BaseModel):
 
 
 class RouteResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "audio",
+                    "to": "image",
+                    "criterion": "cycle_cosine",
+                    "best": {
+                        "path": ["audio", "text", "image"],
+                        "fidelity": 0.86,
+                        "cost": 0.151,
+                        "hops": [
+                            {"from": "audio", "to": "text", "kind": "mlp", "fidelity": 0.92},
+                            {"from": "text", "to": "image", "kind": "ridge", "fidelity": 0.935},
+                        ],
+                    },
+                    "alternatives": [
+                        {
+                            "path": ["audio", "image"],
+                            "fidelity": 0.7,
+                            "cost": 0.357,
+                            "hops": [{"from": "audio", "to": "image", "kind": "ridge", "fidelity": 0.7}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     criterion: str
@@ -147,6 +176,28 @@ class TranslateRequest(_Request):
 
 
 class TranslateResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "audio",
+                    "to": "text",
+                    "path": ["audio", "image", "text"],
+                    "hops": [
+                        {"from": "audio", "to": "image", "kind": "mlp", "fidelity": 0.91},
+                        {"from": "image", "to": "text", "kind": "ridge", "fidelity": 0.95},
+                    ],
+                    "fidelity": 0.8645,
+                    "count": 1,
+                    "dim": 3,
+                    "encoding": "float",
+                    "vectors": [[0.31, -0.12, 0.94]],
+                    "confidence": [0.88],
+                }
+            ]
+        }
+    )
+
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     path: list[str]
@@ -195,6 +246,33 @@ class QueryHits(BaseModel):
 
 
 class RetrieveResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "audio",
+                    "to": "text",
+                    "path": ["audio", "text"],
+                    "fidelity": 0.93,
+                    "k": 1,
+                    "results": [
+                        {
+                            "query": "audio-7",
+                            "hits": [
+                                {
+                                    "id": "text-7",
+                                    "score": 0.81,
+                                    "sample": "dog",
+                                    "payload": {"caption": "A dog barks."},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     path: list[str]

@@ -54,3 +54,21 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
         document["paths"]["/translate"]["post"]["responses"]
     )
     assert json.dumps(document)  # serialisable as is
+
+
+def test_documented_examples_are_valid() -> None:
+    from service import schemas
+
+    models = [
+        schemas.TranslateRequest,
+        schemas.TranslateResponse,
+        schemas.RetrieveRequest,
+        schemas.RetrieveResponse,
+        schemas.RouteResponse,
+        schemas.Problem,
+    ]
+    for model in models:
+        examples = model.model_config["json_schema_extra"]["examples"]  # type: ignore[index]
+        assert examples, model
+        for example in examples:  # type: ignore[union-attr]
+            model.model_validate(example)
