@@ -176,7 +176,7 @@ class Gallery:
         """
         if self._stored is not None:
             return self._stored[row : row + 1]
-        out: Matrix = np.asarray(self.index.reconstruct(row), dtype=np.float32).reshape(1, -1)
+        out: Matrix = np.asarray(self.index.reconstruct(int(row)), dtype=np.float32).reshape(1, -1)
         return out
 
     def search(self, x: Matrix, k: int) -> tuple[Matrix, np.ndarray]:

@@ -6,11 +6,12 @@ import base64
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import MAX_K, settings_for
 from fastapi.testclient import TestClient
 from test_api_translate import problem
-from testbundles import edit_manifest, embeddings
+from testbundles import edit_manifest, embeddings, rehash
 
 from service.app import create_app
 from service.schemas import RetrieveResponse
@@ -144,3 +145,23 @@ def test_work_off_the_event_loop_gives_the_same_results(chain_bundle: Path, clie
             threaded.get("/retrieve", params=params).json() == client.get("/retrieve", params=params).json()
         )
         assert threaded.post("/retrieve", json=vector).json() == client.post("/retrieve", json=vector).json()
+
+
+def test_raw_embeddings_in_the_id_table_are_the_exact_query(
+    chain_bundle: Path, dataset: Path, tmp_path: Path
+) -> None:
+    """Galleries keep only centred unit vectors; with an `embedding` column the stored item is exact."""
+    bundle = Path(shutil.copytree(chain_bundle, tmp_path / "with-embeddings"))
+    table = pd.read_parquet(bundle / "index/a.parquet")
+    table["embedding"] = list(embeddings(dataset, "a"))
+    table.to_parquet(bundle / "index/a.parquet", index=False)
+    rehash(bundle, "index/a.parquet")
+    raw = embeddings(dataset, "a")[17]
+    with TestClient(create_app(settings_for(bundle))) as client:
+        by_id = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 5}).json()
+        by_vector = client.post(
+            "/retrieve", json={"from": "a", "to": "c", "vector": raw.tolist(), "k": 5}
+        ).json()
+        assert by_id["results"][0]["hits"] == by_vector["results"][0]["hits"]
+        payload = client.get("/modalities").json()["modalities"][0]["gallery"]["payload"]
+        assert payload == ["caption"]  # the embedding column is not a payload
