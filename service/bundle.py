@@ -55,10 +55,6 @@ class Bundle:
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
 
-    def modality(self, name: str) -> ModalitySpec:
-        self.graph.require(name)
-        return self.modalities[name]
-
 
 def _inside(bundle_dir: Path, relative: str) -> Path:
     path = (bundle_dir / relative).resolve()

@@ -78,10 +78,6 @@ class ModalityGraph:
         if name not in self.graph:
             raise UnknownModality(name, self.modalities)
 
-    def edge(self, source: str, target: str) -> EdgeSpec:
-        spec: EdgeSpec = self.graph.edges[source, target]["spec"]
-        return spec
-
     def _route(self, path: list[str] | tuple[str, ...]) -> Route:
         hops = tuple(
             Hop(a, b, self.graph.edges[a, b]["spec"].kind, self.graph.edges[a, b]["fidelity"])

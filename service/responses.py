@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic_core
-from starlette.responses import Response
 
 from service.errors import PROBLEM_MEDIA_TYPE
 from service.schemas import Problem
@@ -26,10 +25,6 @@ _DESCRIPTIONS = {
 def json_bytes(content: Any) -> bytes:
     """Serialise plain data (dicts, lists, tuples, dataclasses) straight to JSON, skipping re-validation."""
     return pydantic_core.to_json(content)
-
-
-def json_response(content: Any, status_code: int = 200) -> Response:
-    return Response(json_bytes(content), status_code=status_code, media_type="application/json")
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

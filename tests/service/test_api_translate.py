@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import MAX_BATCH
+from conftest import MAX_BATCH, settings_for
 from fastapi.testclient import TestClient
-from testbundles import embeddings
+from testbundles import edit_manifest, embeddings
 
+from service.app import create_app
 from service.schemas import Problem, TranslateResponse
 
 
@@ -294,3 +296,16 @@ def test_the_server_stays_up_after_bad_requests(client: TestClient) -> None:
     for _ in range(3):
         client.post("/translate", json={"from": "a", "to": "b", "vectors": "@@", "encoding": "base64"})
     assert client.get("/readyz").status_code == 200
+
+
+def test_l2_modalities_get_unit_inputs(chain_bundle: Path, tmp_path: Path) -> None:
+    """A modality whose manifest says normalization 'l2' has its inputs scaled to unit norm first."""
+    bundle = Path(shutil.copytree(chain_bundle, tmp_path / "l2"))
+    edit_manifest(bundle, lambda m: m["modalities"][0].update(normalization="l2"))
+    x = np.random.default_rng(4).standard_normal(16)
+    with TestClient(create_app(settings_for(bundle))) as client:
+        request = {"from": "a", "to": "b", "vectors": [x.tolist(), (5 * x).tolist()], "normalize": False}
+        out = np.array(client.post("/translate", json=request).json()["vectors"])
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-5)
+    expected = onnx_chain(chain_bundle, ["a", "b"], (x / np.linalg.norm(x)).astype(np.float32)[None])
+    np.testing.assert_allclose(out[0], expected[0], rtol=1e-5, atol=1e-6)
