@@ -41,11 +41,14 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    cpu_seconds: float | None = None  # CPU time the serving (or in-process) side spent
 
     def merge(self, other: Result) -> None:
         self.latencies += other.latencies
         self.errors += other.errors
         self.seconds += other.seconds
+        if other.cpu_seconds is not None:
+            self.cpu_seconds = (self.cpu_seconds or 0.0) + other.cpu_seconds
 
     @property
     def throughput(self) -> float:
@@ -55,7 +58,7 @@ class Result:
         lat = sorted(self.latencies)
         n = len(lat)
         if not n:
-            return f"| {name} | 0 | – | – | – | – | – | {self.errors} |"
+            return f"| {name} | 0 | – | – | – | – | – | – | {self.errors} |"
         p50 = lat[n // 2] * 1e3
         p99 = lat[min(n - 1, int(n * 0.99))] * 1e3
         rps = n / self.seconds
@@ -64,10 +67,20 @@ class Result:
             if baseline and baseline.latencies
             else ""
         )
+        cpu = f"{self.cpu_seconds / n * 1e3:.3f}" if self.cpu_seconds is not None else "–"
         return (
-            f"| {name} | {n} | {p50:.3f} | {p99:.3f} | {rps:,.0f} | {rps * vectors_per_request:,.0f} | "
-            f"{share} | {self.errors} |"
+            f"| {name} | {n} | {p50:.3f} | {p99:.3f} | {cpu} | {rps:,.0f} | "
+            f"{rps * vectors_per_request:,.0f} | {share} | {self.errors} |"
         )
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), or None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -320,9 +333,16 @@ def main() -> None:
             # Interleave short slices of each side, so both see the same background load.
             for _ in range(rounds):
                 for _, variant, request, _ in variants:
-                    http[variant].merge(drive(port, request, *per_slice, args.connections))
+                    before = process_cpu(server.pid) if args.workers == 1 else None
+                    result = drive(port, request, *per_slice, args.connections)
+                    after = process_cpu(server.pid) if before is not None else None
+                    result.cpu_seconds = after - before if before is not None and after is not None else None
+                    http[variant].merge(result)
                 for n in thread_counts:
-                    local[n].merge(in_process(work[name], *per_slice, n))
+                    started = time.process_time()
+                    result = in_process(work[name], *per_slice, n)
+                    result.cpu_seconds = time.process_time() - started
+                    local[n].merge(result)
             # the stronger of one thread and --threads threads (the GIL can make more threads slower)
             threads, best = max(local.items(), key=lambda item: item[1].throughput)
             per_request = variants[0][3]
@@ -346,13 +366,17 @@ def main() -> None:
         f"1-min load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after (other processes "
         "on the machine skew every number).\n"
     )
-    print("| scenario | requests | p50 ms | p99 ms | requests/s | vectors/s | HTTP / in-process | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| scenario | requests | p50 ms | p99 ms | CPU ms/request | requests/s | vectors/s "
+        "| HTTP / in-process | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     print(
         "\nIn-process: the same translation (and search, and hit lists) on numpy arrays without HTTP or "
         "encoding, on one thread or one per CPU, whichever is faster; the share column is HTTP requests/s "
-        "over in-process requests/s."
+        "over in-process requests/s. CPU ms/request: CPU time of the server process (HTTP rows; the load "
+        "client's own CPU is not counted) or of this process (in-process rows) per request."
     )
 
 

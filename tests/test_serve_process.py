@@ -144,3 +144,32 @@ def test_invalid_settings_stop_the_server_with_one_line(bundle: Path) -> None:
         "latent-bridge: invalid setting max_batch (LATENT_BRIDGE_MAX_BATCH): "
         "Input should be greater than or equal to 1"
     )
+
+
+def test_the_load_benchmark_runs_briefly(bundle: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--bundle",
+            str(bundle),
+            "--seconds",
+            "0.3",
+            "--slice",
+            "0.3",
+            "--max-requests",
+            "200",
+            "--connections",
+            "2",
+            "--batch",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| HTTP")]
+    assert len(rows) == 6
+    assert all(line.rstrip(" |").endswith("| 0") for line in rows), rows  # no errors
