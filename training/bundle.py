@@ -97,7 +97,9 @@ def write_gallery(staging: Path, data: ModalityData, index_type: IndexType) -> G
     index_file = f"index/{data.name}.faiss"
     ids_file = f"index/{data.name}.parquet"
     index_sha = _write(staging / index_file, serialize(build_index(data.embeddings, index_type)))
-    table = pd.DataFrame({"id": data.ids, "sample": data.samples}).join(data.payload)
+    # The raw embedding rides along so a query by stored id is exact (the index keeps only centred unit rows).
+    columns = {"id": data.ids, "sample": data.samples, "embedding": list(data.embeddings)}
+    table = pd.DataFrame(columns).join(data.payload)
     table.to_parquet(staging / ids_file, index=False)
     return GallerySpec(
         modality=data.name,

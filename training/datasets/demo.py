@@ -217,7 +217,7 @@ def audio_rows(root: Path, stamps: Sequence[Stamp]) -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Embeddings as float16 lists: the demo set stays a few MB; the reader widens them to float32."""
-    matrix = np.stack(frame["embedding"].to_numpy()).astype(np.float16)
+    matrix = np.stack(list(frame["embedding"])).astype(np.float16)
     n, dim = matrix.shape
     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
     embedding = pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=pa.float16()))
