@@ -85,10 +85,12 @@ def score_route(route: list[str], data: dict[str, ModalityData], test: set[str],
 
 def plot_recall(results: list[dict[str, object]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in results:
-        curve = res["recall_curve"]
-        assert isinstance(curve, dict)
-        ax.plot(KS, list(curve.values()), marker="o", label=" → ".join(res["route"]))  # type: ignore[arg-type]
+    colours = plt.get_cmap("tab20")
+    for i, res in enumerate(results):
+        curve, route = res["recall_curve"], res["route"]
+        assert isinstance(curve, dict) and isinstance(route, list)
+        ax.plot(KS, list(curve.values()), marker="o", color=colours(i % 20), linestyle="-" if len(route) == 2 else "--",
+                label=" → ".join(route) + (" (routed)" if len(route) > 2 else ""))
     ax.set(xscale="log", xlabel="k", ylabel="recall@k", title="Held-out retrieval, every edge and 2-hop route")
     ax.set_xticks(KS, [str(k) for k in KS])
     ax.grid(alpha=0.3)
