@@ -1,8 +1,10 @@
 """The FastAPI application: ``create_app(settings)`` builds it; its lifespan loads the bundle once.
 
 ``app.state.bundle`` holds the one ``Bundle`` (manifest, translators, galleries, graph) every request
-reads; a reload can replace it with a single assignment. Tests pass a ready ``Bundle`` or a settings
-object pointing at a small bundle instead of monkeypatching.
+reads; a reload (``service.reload``: POST /admin/reload or SIGHUP) replaces it with a single assignment.
+ASGI middleware guards every request before routing: API key (``service.auth``), deadline and body size
+(``service.limits``), and the JSON access log (``service.accesslog``). Tests pass a ready ``Bundle`` or a
+settings object pointing at a small bundle instead of monkeypatching.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from latent_bridge import __version__
+from service.accesslog import AccessLogMiddleware, configure_access_log
+from service.auth import APIKeyMiddleware
 from service.bundle import Bundle, load_bundle
-from service.deps import require_api_key
 from service.errors import install_error_handlers
+from service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from service.manifest import BundleError
 from service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from service.openapi import install_openapi
-from service.routes import graph, health, metrics, modalities, retrieve, translate
+from service.reload import Reloader
+from service.routes import admin, graph, health, metrics, modalities, retrieve, translate
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ TAGS = [
     {"name": "graph", "description": "Modalities, translators and the routes between them."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
+ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an API key."}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -95,33 +101,51 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         app.state.bundle = loaded
         if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("serving on %s without an API key (set LATENT_BRIDGE_API_KEY)", settings.host)
-        yield
-        app.state.bundle = None
+        sighup = reloader.install_sighup()
+        try:
+            yield
+        finally:
+            if sighup:
+                reloader.remove_sighup()
+            app.state.bundle = None
 
+    keyed = settings.api_key is not None
     app = FastAPI(
         title="Latent Bridge",
         version=__version__,
         description=DESCRIPTION,
-        openapi_tags=TAGS,
+        openapi_tags=[*TAGS, ADMIN_TAG] if keyed else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
+    reloader = Reloader(app)
     app.state.settings = settings
     app.state.bundle = None
     app.state.metrics = service_metrics
+    app.state.reloader = reloader
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, keyed=keyed)
+    # Added innermost first: a request meets the request id, the access log, the route metrics, the key
+    # check, the deadline and the body limit, in that order, before any route.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
+    if settings.api_key is not None:  # only wired in when set: an unused check still costs every request
+        app.add_middleware(APIKeyMiddleware, key=settings.api_key.get_secret_value())
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    # The key check is only wired in when a key is set: an unused dependency still costs every request.
-    protected = [Depends(require_api_key)] if settings.api_key is not None else []
-    for router in (translate.router, retrieve.router, graph.router, modalities.router):
-        app.include_router(router, dependencies=protected)
-    app.include_router(health.router)
+    for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
+        app.include_router(router)
     app.include_router(metrics.router)
+    if keyed:  # admin routes exist only behind a key
+        app.include_router(admin.router)
     return app
 
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: settings from the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    if settings.access_log:
+        configure_access_log()
+    return create_app(settings)

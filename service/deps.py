@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
 from service.bundle import Bundle
-from service.errors import NotReady, Unauthorized
+from service.errors import NotReady
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -56,22 +54,3 @@ async def get_served(request: Request) -> Served:
 
 
 ServedDep = Annotated[Served, Depends(get_served)]
-
-
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's API key.")
-_bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
-
-
-async def require_api_key(
-    settings: SettingsDep,
-    header_key: Annotated[str | None, Security(_api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> None:
-    """When ``LATENT_BRIDGE_API_KEY`` is set, API routes need it (health, readiness and metrics do not)."""
-    if settings.api_key is None:
-        return
-    given = header_key or (bearer.credentials if bearer else None)
-    if given is None or not secrets.compare_digest(
-        given.encode(), settings.api_key.get_secret_value().encode()
-    ):
-        raise Unauthorized("send the API key as `X-API-Key: <key>` or `Authorization: Bearer <key>`")

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.types import Scope, Send
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:latent-bridge:problem:"
@@ -107,8 +108,44 @@ class UnsupportedMediaType(ServiceError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported content type"
 
 
+class VectorTooLong(ServiceError):
+    status, slug, title = 413, "vector-too-long", "An input vector is too long"
+
+    def __init__(self, got: int, limit: int, row: int) -> None:
+        super().__init__(
+            f"input vector {row} has {got} values; the limit is {limit}", limit=limit, got=got, row=row
+        )
+
+
+class BodyTooLarge(ServiceError):
+    status, slug, title = 413, "body-too-large", "Request body too large"
+
+    def __init__(self, limit: int, got: int | None = None) -> None:
+        size = f"{got} bytes" if got is not None else "more bytes than allowed"
+        super().__init__(
+            f"the request body has {size}; the limit is {limit} bytes (send large float batches as base64)",
+            limit=limit,
+            **({"got": got} if got is not None else {}),
+        )
+
+
 class Unauthorized(ServiceError):
-    status, slug, title = 401, "unauthorized", "Missing or wrong API key"
+    status, slug, title = 401, "unauthorized", "API key required"
+
+
+class Forbidden(ServiceError):
+    status, slug, title = 403, "forbidden", "Wrong API key"
+
+
+class BundleRefused(ServiceError):
+    status, slug, title = 422, "bundle-refused", "Bundle refused"
+
+
+class RequestTimeout(ServiceError):
+    status, slug, title = 504, "request-timeout", "Request took too long"
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(f"the request did not finish within {limit:g} s", limit=limit)
 
 
 class NotReady(ServiceError):
@@ -129,6 +166,17 @@ def problem_response(
     }
     headers = {"WWW-Authenticate": 'Bearer realm="latent-bridge"'} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+async def send_problem(scope: Scope, send: Send, error: ServiceError) -> None:
+    """Answer ``error`` as problem+json from ASGI middleware, where no route has run."""
+
+    async def no_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    request = Request(scope, no_body)
+    response = problem_response(request, error.status, error.slug, error.title, error.detail, **error.extra)
+    await response(scope, no_body, send)
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -163,14 +211,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
+    request_id = getattr(request.state, "request_id", None)
+    log.exception("unhandled error on %s %s [%s]", request.method, request.url.path, request_id, exc_info=exc)
+    response = problem_response(
         request,
         500,
         "internal-error",
         "Internal server error",
         "the server failed on this request; it is logged under this request id",
     )
+    if request_id is not None:  # answered outside RequestIdMiddleware (by Starlette's ServerErrorMiddleware)
+        response.headers["x-request-id"] = request_id
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -56,6 +56,12 @@ class ServiceMetrics:
             "Time taken to validate and load the bundle.",
             registry=registry,
         )
+        self.reloads = Counter(
+            "latent_bridge_reloads",
+            "Bundle reloads (POST /admin/reload or SIGHUP), by result: ok or refused.",
+            ["result"],
+            registry=registry,
+        )
 
         self._hops: dict[str, Histogram] = {}
         self._searches: dict[str, Histogram] = {}

@@ -13,10 +13,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.auth import OPEN_PATHS
 from service.errors import PROBLEM_MEDIA_TYPE
+from service.responses import DESCRIPTIONS
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "openapi.json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+TIMED_OPERATIONS = frozenset({"translate", "retrieve_by_id", "retrieve_by_vectors"})
+SECURITY_SCHEMES: dict[str, Any] = {
+    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "HTTPBearer": {"type": "http", "scheme": "bearer"},
+}
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
@@ -36,18 +43,41 @@ def _problem_only(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def install_openapi(app: FastAPI) -> None:
+def _error(status: int) -> dict[str, Any]:
+    return {"description": DESCRIPTIONS[status], "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}}}
+
+
+def _guards(document: dict[str, Any], keyed: bool) -> dict[str, Any]:
+    """Document what the middleware answers before any route runs: 413 for a body over the limit, 504
+    past the deadline on the routes that run models, and with an API key 401/403 and the schemes."""
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("413", _error(413))
+            if operation.get("operationId") in TIMED_OPERATIONS:
+                responses.setdefault("504", _error(504))
+            if keyed and path not in OPEN_PATHS:
+                responses.setdefault("401", _error(401))
+                responses.setdefault("403", _error(403))
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+            operation["responses"] = dict(sorted(responses.items()))
+    if keyed:
+        document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    return document
+
+
+def install_openapi(app: FastAPI, keyed: bool = False) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_only(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                    tags=app.openapi_tags,
-                )
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
             )
+            app.openapi_schema = _guards(_problem_only(document), keyed)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -9,16 +9,19 @@ import pydantic_core
 from service.errors import PROBLEM_MEDIA_TYPE
 from service.schemas import Problem
 
-_DESCRIPTIONS = {
-    401: "Missing or wrong API key (only when the server has one).",
+DESCRIPTIONS = {
+    401: "No API key sent (the server has one).",
+    403: "Wrong API key.",
     404: "Unknown modality (the body lists the known ones), unknown item or no gallery.",
     409: "No route between the modalities (the body lists the components), "
     "or a pinned path uses a missing edge.",
-    413: "Too many vectors in one request (the body gives the limit).",
+    413: "Too large: the body (over max_body_bytes), the batch (over max_batch) or one vector (over "
+    "max_vector_length); the body gives the limit.",
     415: "The body is not application/json.",
     422: "Invalid input: wrong dimension (expected vs got), NaN/Inf, empty batch, k out of range, malformed "
     "base64, a pinned path that does not fit, or a schema violation.",
     503: "The bundle is not loaded yet.",
+    504: "The request, body upload included, took longer than request_timeout.",
 }
 
 
@@ -32,7 +35,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "model": Problem,
-            "description": _DESCRIPTIONS[status],
+            "description": DESCRIPTIONS[status],
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses

@@ -293,3 +293,42 @@ class Readiness(BaseModel):
     edges: int
     galleries: int
     load_seconds: float
+
+
+class ReloadRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "models/demo-v2"}]})
+
+    bundle: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Bundle folder on the server to load; default the configured one (LATENT_BRIDGE_BUNDLE).",
+    )
+
+
+class BundleRef(BaseModel):
+    bundle: str
+    fingerprint: str
+
+
+class ReloadResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "reloaded",
+                    "bundle": "demo",
+                    "fingerprint": "3f2a9c0d1b7e",
+                    "path": "models/demo",
+                    "load_seconds": 0.41,
+                    "previous": {"bundle": "demo", "fingerprint": "9e81aa03c4d2"},
+                }
+            ]
+        }
+    )
+
+    status: Literal["reloaded"] = "reloaded"
+    bundle: str
+    fingerprint: str
+    path: str = Field(description="The folder the bundle was loaded from.")
+    load_seconds: float = Field(description="Time to validate, load and warm it up.")
+    previous: BundleRef | None = Field(description="The bundle it replaced.")

@@ -3,6 +3,8 @@
 The bundle is validated before the server starts, so a bad one stops the command with one line naming
 the file and the reason (exit code 1) instead of a lifespan traceback. With one worker the checked bundle
 is served as loaded; with several, each worker process builds its app from the environment.
+SIGTERM drains: the server stops accepting, lets requests in flight finish (up to
+``LATENT_BRIDGE_DRAIN_SECONDS``), then exits. SIGHUP reloads the bundle (``service.reload``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import NoReturn
 import uvicorn
 from pydantic import ValidationError
 
+from service.accesslog import configure_access_log
 from service.app import create_app, open_bundle
 from service.manifest import BundleError
 from service.settings import Settings
@@ -51,12 +54,15 @@ def serve(
         loaded = open_bundle(settings)
     except BundleError as exc:
         _fail(f"bundle refused: {exc}")
+    if settings.access_log:
+        configure_access_log()
     common: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "access_log": settings.access_log,
+        "access_log": False,  # ours is JSON with the request id (service.accesslog)
         "server_header": False,
+        "timeout_graceful_shutdown": settings.drain_seconds,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings, bundle=loaded), **common)  # type: ignore[arg-type]

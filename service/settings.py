@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FidelityCriterion = Literal["cycle_cosine", "cosine", "r1"]
 MIN_API_KEY_LENGTH = 16
+MiB = 1 << 20
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,26 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes.")
     max_batch: int = Field(default=1024, ge=1, le=1_000_000, description="Most vectors in one request.")
     max_k: int = Field(default=100, ge=1, le=10_000, description="Most retrieval results per query.")
+    max_vector_length: int = Field(
+        default=8192, ge=1, le=1_000_000, description="Most numbers in one input vector (any modality)."
+    )
+    max_body_bytes: int = Field(
+        default=16 * MiB,
+        ge=1024,
+        le=1 << 30,
+        description="Largest request body; larger ones get 413 before they are read, streamed or not. "
+        "A full batch of long float vectors can exceed it: send those as base64 (a third of the size).",
+    )
+    request_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request may take, body upload included, before it is answered 504 "
+        "(admin routes excepted).",
+    )
+    drain_seconds: int = Field(
+        default=30, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
     max_alternatives: int = Field(default=10, ge=0, le=100, description="Most alternative routes listed.")
     ort_threads: int = Field(
         default=1, ge=0, le=256, description="onnxruntime intra-op threads; 0 = its default."
@@ -41,9 +62,10 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         default=None,
-        description="When set, API routes need `X-API-Key: <key>` or `Authorization: Bearer <key>`.",
+        description="When set, every route but /healthz and /readyz needs `X-API-Key: <key>` or "
+        "`Authorization: Bearer <key>` (401 without, 403 wrong), and the admin routes exist.",
     )
-    access_log: bool = True
+    access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("api_key", mode="before")

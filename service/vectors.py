@@ -13,7 +13,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from service.errors import BatchTooLarge, DimensionMismatch, EmptyBatch, MalformedVectors, NonFiniteInput
+from service.errors import (
+    BatchTooLarge,
+    DimensionMismatch,
+    EmptyBatch,
+    MalformedVectors,
+    NonFiniteInput,
+    VectorTooLong,
+)
 from service.schemas import Encoding
 from service.translate import Matrix
 
@@ -111,12 +118,18 @@ def decode(
     modality: str,
     dim: int,
     max_batch: int,
+    max_length: int | None = None,
 ) -> Matrix:
-    """One (n, dim) C-contiguous float32 matrix, or a ``ServiceError`` saying what is wrong."""
+    """One (n, dim) C-contiguous float32 matrix, or a ``ServiceError`` saying what is wrong.
+
+    ``max_length`` bounds one vector's values whatever the modality (``VectorTooLong``, before the
+    dimension check); for a base64 batch, whose rows are not delimited, only ``vector`` is bounded."""
     raw, single = _pick(vectors, vector)
     if encoding == "base64":
         if not isinstance(raw, str):
             raise MalformedVectors("encoding is 'base64' but the vectors are not a base64 string")
+        if single and max_length is not None and len(raw) * 3 // 4 // FLOAT_SIZE > max_length:
+            raise VectorTooLong(got=len(raw) * 3 // 4 // FLOAT_SIZE, limit=max_length, row=0)
         x = _from_base64(raw, modality, dim, max_batch)
         if single and len(x) != 1:
             raise MalformedVectors(f"`vector` holds {len(x)} vectors; send a batch as `vectors`")
@@ -126,6 +139,10 @@ def decode(
         rows: list[list[float]] = [raw] if single else raw  # type: ignore[list-item,assignment]
         if len(rows) > max_batch:
             raise BatchTooLarge(got=len(rows), limit=max_batch)
+        if max_length is not None:
+            for i, row in enumerate(rows):
+                if len(row) > max_length:
+                    raise VectorTooLong(got=len(row), limit=max_length, row=i)
         x = _from_rows(rows, modality, dim)
     if len(x) == 0:
         raise EmptyBatch(f"no vectors given; send between 1 and {max_batch}", limit=max_batch)

@@ -28,7 +28,7 @@ def route_info(route: Route) -> RouteInfo:
 
 
 @router.get(
-    "/graph", response_model=GraphResponse, responses=problems(401, 503), summary="The modality graph"
+    "/graph", response_model=GraphResponse, responses=problems(503), summary="The modality graph"
 )
 async def get_graph(bundle: BundleDep) -> GraphResponse:
     """Nodes (modalities) and directed edges (translators) with their kind, held-out metrics and
@@ -58,7 +58,7 @@ async def get_graph(bundle: BundleDep) -> GraphResponse:
     "/route",
     response_model=RouteResponse,
     response_model_by_alias=True,
-    responses=problems(401, 404, 409, 422, 503),
+    responses=problems(404, 409, 422, 503),
     summary="Explain the route between two modalities",
 )
 async def get_route(

@@ -35,7 +35,7 @@ def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
 @router.get(
     "/modalities",
     response_model=ModalitiesResponse,
-    responses=problems(401, 503),
+    responses=problems(503),
     summary="List the modalities of the bundle",
 )
 async def list_modalities(bundle: BundleDep) -> ModalitiesResponse:

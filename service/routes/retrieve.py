@@ -79,7 +79,7 @@ def search(
 @router.get(
     "/retrieve",
     response_model=RetrieveResponse,
-    responses=problems(401, 404, 409, 422, 503),
+    responses=problems(404, 409, 422, 503),
     summary="Search a gallery with a stored item as the query",
 )
 async def retrieve_by_id(
@@ -111,14 +111,17 @@ async def retrieve_by_id(
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
     route = resolve_route(served.bundle, body.source, body.target, body.path)
     source = served.bundle.modalities[body.source]
-    x = decode(body.vectors, body.vector, body.encoding, source.name, source.dim, served.settings.max_batch)
+    limits = served.settings
+    x = decode(
+        body.vectors, body.vector, body.encoding, source.name, source.dim, limits.max_batch, limits.max_vector_length
+    )
     return search(served, route, x, gallery, body.k, list(range(len(x))))
 
 
 @router.post(
     "/retrieve",
     response_model=RetrieveResponse,
-    responses=problems(401, 404, 409, 413, 415, 422, 503),
+    responses=problems(404, 409, 413, 415, 422, 503),
     summary="Search a gallery with raw vectors",
 )
 async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Response:

@@ -33,8 +33,15 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     bundle, metrics = served.bundle, served.metrics
     route = resolve_route(bundle, request.source, request.target, request.path)
     source, target = bundle.modalities[request.source], bundle.modalities[request.target]
+    limits = served.settings
     x = decode(
-        request.vectors, request.vector, request.encoding, source.name, source.dim, served.settings.max_batch
+        request.vectors,
+        request.vector,
+        request.encoding,
+        source.name,
+        source.dim,
+        limits.max_batch,
+        limits.max_vector_length,
     )
     y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
     confidence = None
@@ -66,7 +73,7 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
 @router.post(
     "/translate",
     response_model=TranslateResponse,
-    responses=problems(401, 404, 409, 413, 415, 422, 503),
+    responses=problems(404, 409, 413, 415, 422, 503),
     summary="Translate vectors from one modality to another",
 )
 async def translate(body: TranslateRequest, served: ServedDep) -> Response:

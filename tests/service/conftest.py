@@ -15,14 +15,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from testbundles import Manifest, edit_manifest
+from testbundles import DIMS, Manifest, edit_manifest, settings_for
 
 from service.app import create_app
-from service.settings import Settings
-
-DIMS = {"a": 16, "b": 16, "c": 16}
-MAX_BATCH = 64
-MAX_K = 20
 
 
 def _train(data: Path, out: Path, edges: list[tuple[str, str]], index_type: str = "flat") -> Path:
@@ -88,11 +83,6 @@ def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
         return Path(shutil.copytree(bundle, tmp_path / bundle.name))
 
     return copy
-
-
-def settings_for(bundle: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {"bundle": bundle, "max_batch": MAX_BATCH, "max_k": MAX_K, "api_key": None}
-    return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
 def _client(bundle: Path) -> Iterator[TestClient]:

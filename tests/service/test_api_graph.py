@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import settings_for
 from fastapi.testclient import TestClient
 from test_api_translate import problem
+from testbundles import settings_for
 
 from service.app import create_app
 from service.schemas import GraphResponse, ModalitiesResponse, RouteResponse

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import settings_for
 from fastapi.testclient import TestClient
 from test_api_translate import problem
+from testbundles import settings_for
 
 from service.app import create_app
 from service.bundle import load_bundle
@@ -93,8 +93,9 @@ def test_api_key_when_configured(chain_bundle: Path) -> None:
     with TestClient(create_app(settings_for(chain_bundle, api_key=API_KEY))) as client:
         body = problem(client.get("/modalities"), 401, "unauthorized")
         assert "X-API-Key" in body["detail"]
-        problem(client.get("/modalities", headers={"x-api-key": "wrong" * 8}), 401, "unauthorized")
+        problem(client.get("/modalities", headers={"x-api-key": "wrong" * 8}), 403, "forbidden")
         assert client.get("/modalities", headers={"x-api-key": API_KEY}).status_code == 200
         assert client.get("/graph", headers={"authorization": f"Bearer {API_KEY}"}).status_code == 200
-        for open_route in ("/healthz", "/readyz", "/metrics"):
+        for open_route in ("/healthz", "/readyz"):
             assert client.get(open_route).status_code == 200
+        problem(client.get("/metrics"), 401, "unauthorized")

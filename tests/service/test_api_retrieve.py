@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import MAX_K, settings_for
 from fastapi.testclient import TestClient
 from test_api_translate import problem
-from testbundles import edit_manifest, embeddings, rehash
+from testbundles import MAX_K, edit_manifest, embeddings, rehash, settings_for
 
 from service.app import create_app
 from service.schemas import RetrieveResponse

@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import MAX_BATCH, settings_for
 from fastapi.testclient import TestClient
-from testbundles import edit_manifest, embeddings
+from testbundles import MAX_BATCH, edit_manifest, embeddings, settings_for
 
 from service.app import create_app
 from service.schemas import Problem, TranslateResponse

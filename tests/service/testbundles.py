@@ -1,7 +1,8 @@
-"""Helpers for the service tests: read a test dataset's embeddings, edit copies of test bundles.
+"""Helpers for the service tests: settings for test apps, a test dataset's embeddings, bundle edits.
 
-Nothing here imports ``training`` at module level: tests/training is a package named ``training`` too,
-and importing the real one while pytest collects would hide ``training.conftest`` from it.
+Test modules import from here, not from ``conftest``: tests/reliability has a conftest too, and
+``from conftest import`` finds whichever one pytest loaded last. Nothing here imports ``training`` at
+module level, so collecting tests never depends on the training package.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from service.settings import Settings
+
 Manifest = dict[str, Any]
+DIMS = {"a": 16, "b": 16, "c": 16}
+MAX_BATCH = 64
+MAX_K = 20
+
+
+def settings_for(bundle: Path | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {"bundle": bundle, "max_batch": MAX_BATCH, "max_k": MAX_K, "api_key": None}
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
 def embeddings(dataset: Path, modality: str) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""The optional API key: when ``LATENT_BRIDGE_API_KEY`` is set, every route but the probes needs it.
+
+Checked in ASGI middleware, before routing, so nothing answers without it: not the API, not /metrics,
+not the OpenAPI document, not even a 404 for an unknown path. The key may come as ``X-API-Key: <key>``
+or ``Authorization: Bearer <key>``; no key is 401, a wrong one 403. Keys are compared as SHA-256 digests
+with ``hmac.compare_digest``: constant time, and the length of the real key does not leak either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import Forbidden, Unauthorized, send_problem
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+API_KEY_HEADER = b"x-api-key"
+AUTHORIZATION = b"authorization"
+HOW = "send the API key as `X-API-Key: <key>` or `Authorization: Bearer <key>`"
+
+
+def _digest(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
+
+
+def credentials(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The keys a request offers: its X-API-Key and its bearer token."""
+    offered = []
+    for name, value in headers:
+        if name == API_KEY_HEADER:
+            offered.append(value.strip())
+        elif name == AUTHORIZATION:
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                offered.append(token.strip())
+    return offered
+
+
+class APIKeyMiddleware:
+    def __init__(self, app: ASGIApp, key: str, open_paths: frozenset[str] = OPEN_PATHS) -> None:
+        self.app = app
+        self.digest = _digest(key.encode())
+        self.open_paths = open_paths
+
+    def accepts(self, offered: list[bytes]) -> bool:
+        matches = [hmac.compare_digest(_digest(key), self.digest) for key in offered]  # all compared
+        return any(matches)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        offered = credentials(scope["headers"])
+        if not offered:
+            await send_problem(scope, send, Unauthorized(f"this server needs an API key: {HOW}"))
+        elif not self.accepts(offered):
+            await send_problem(scope, send, Forbidden(f"the API key is not valid for this server; {HOW}"))
+        else:
+            await self.app(scope, receive, send)

@@ -1,0 +1,107 @@
+"""Hot reload: load a bundle beside the one serving, check it fully, warm it up, then swap it in.
+
+Every request reads ``app.state.bundle`` once and keeps that ``Bundle`` to its end, so the swap is one
+assignment: requests in flight finish on the old bundle, later ones see the new, none sees a mix. A
+bundle that fails validation raises ``BundleRefused`` (the file and the reason) and the old one serves on.
+Reloads run one at a time. ``POST /admin/reload`` and SIGHUP both end here.
+
+SIGHUP is caught with ``loop.add_signal_handler`` in the lifespan, which works in a single uvicorn
+process. With ``--workers N`` the uvicorn supervisor owns SIGHUP and answers it by restarting the
+workers one by one, each loading the bundle from the environment as it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from service.bundle import Bundle, load_bundle
+from service.errors import BundleRefused
+from service.manifest import BundleError
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Reloader:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def settings(self) -> Settings:
+        settings: Settings = self.app.state.settings
+        return settings
+
+    def target(self, path: Path | None) -> Path:
+        """The bundle to load: the one named, else the configured one, else the one serving."""
+        if path is not None:
+            return path
+        if self.settings.bundle is not None:
+            return self.settings.bundle
+        current: Bundle | None = self.app.state.bundle
+        if current is None:
+            raise BundleRefused("no bundle named and none configured (LATENT_BRIDGE_BUNDLE)")
+        return current.path
+
+    async def reload(self, path: Path | None = None) -> tuple[Bundle, Bundle | None]:
+        """Swap in the bundle at ``path`` (see ``target``); return (new, old). Raises ``BundleRefused``."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        metrics: ServiceMetrics = self.app.state.metrics
+        settings = self.settings
+        target = self.target(path)
+        async with self._lock:
+            try:
+                new = await anyio.to_thread.run_sync(
+                    load_bundle, target, settings.fidelity, settings.ort_threads, settings.faiss_threads
+                )
+            except BundleError as exc:
+                metrics.reloads.labels("refused").inc()
+                log.warning("reload refused, still serving the old bundle: %s", exc)
+                raise BundleRefused(str(exc), bundle=str(target)) from exc
+            old: Bundle | None = self.app.state.bundle
+            self.app.state.bundle = new
+            metrics.set_bundle(new)
+            metrics.reloads.labels("ok").inc()
+        log.info(
+            "reloaded: now serving %s (%s), was %s",
+            new.name,
+            new.fingerprint[:12],
+            "nothing" if old is None else f"{old.name} ({old.fingerprint[:12]})",
+        )
+        return new, old
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload(None)
+        except BundleRefused:
+            pass  # logged by reload
+        except Exception:
+            log.exception("reload on SIGHUP failed")
+
+    def on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload_logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def install_sighup(self) -> bool:
+        """Reload on SIGHUP; False where the loop cannot take signals (not the main thread, not Unix)."""
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_sighup)
+        except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+            return False
+        return True
+
+    def remove_sighup(self) -> None:
+        try:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+            pass

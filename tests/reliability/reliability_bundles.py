@@ -1,0 +1,99 @@
+"""Helpers of the reliability tests: settings with every limit small enough to test, bundle training,
+and the five ways to corrupt a bundle (each with the file its refusal must name and the reason).
+
+Not ``conftest.py``: tests/service has one too, and ``from conftest import`` would find either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+DIM = 8
+API_KEY = "reliability-test-key-0123456789"
+LIMITS: dict[str, object] = {
+    "max_batch": 32,
+    "max_k": 20,
+    "max_vector_length": 64,
+    "max_body_bytes": 64 * 1024,
+    "request_timeout": 5.0,
+}
+
+
+def train_bundle(root: Path, name: str, seed: int) -> Path:
+    from training.config import TrainConfig  # imported late: see tests/service/testbundles.py
+    from training.datasets.synthetic import make_dataset
+    from training.train import train
+
+    data = make_dataset(root / f"data-{name}", n=200, dims={"a": DIM, "b": DIM}, noise=0.1, seed=seed)
+    train(TrainConfig(data=data, out=root / name, kind="ridge", progress=False, seed=seed))
+    return root / name
+
+
+def settings_for(bundle: Path | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {"bundle": bundle, "api_key": None, **LIMITS}
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
+
+
+def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def rehash(bundle: Path, file: str) -> None:
+    """Make the manifest's sha256 of ``file`` match its current bytes (so a later check is reached)."""
+    digest = hashlib.sha256((bundle / file).read_bytes()).hexdigest()
+
+    def update(manifest: dict[str, Any]) -> None:
+        for edge in manifest["edges"]:
+            if edge["file"] == file:
+                edge["sha256"] = digest
+        for g in manifest["galleries"]:
+            for key in ("index", "ids"):
+                if g[f"{key}_file"] == file:
+                    g[f"{key}_sha256"] = digest
+
+    edit_manifest(bundle, update)
+
+
+def _truncated_onnx(b: Path) -> None:
+    path = b / "translators/a__b.onnx"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    rehash(b, "translators/a__b.onnx")
+
+
+def _sha256_mismatch(b: Path) -> None:
+    with (b / "translators/b__a.onnx").open("ab") as f:
+        f.write(b"\0")
+
+
+def _unknown_schema_version(b: Path) -> None:
+    edit_manifest(b, lambda m: m.update(schema_version=99))
+
+
+def _damaged_index(b: Path) -> None:
+    path = b / "index/b.faiss"
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 3]))
+    rehash(b, "index/b.faiss")
+
+
+def _missing_file(b: Path) -> None:
+    (b / "index/a.parquet").unlink()
+
+
+# (damage, file the refusal must name, words of the reason)
+CORRUPTIONS = {
+    "truncated-onnx": (_truncated_onnx, "translators/a__b.onnx", "not a loadable ONNX model"),
+    "sha256-mismatch": (_sha256_mismatch, "translators/b__a.onnx", "does not match the manifest"),
+    "unknown-schema-version": (_unknown_schema_version, "manifest.json", "unknown schema_version 99"),
+    "damaged-faiss-index": (_damaged_index, "index/b.faiss", "not a readable FAISS index"),
+    "missing-file": (_missing_file, "index/a.parquet", "missing"),
+}
