@@ -2,8 +2,9 @@
 
 Checked in ASGI middleware, before routing, so nothing answers without it: not the API, not /metrics,
 not the OpenAPI document, not even a 404 for an unknown path. The key may come as ``X-API-Key: <key>``
-or ``Authorization: Bearer <key>``; no key is 401, a wrong one 403. Keys are compared as SHA-256 digests
-with ``hmac.compare_digest``: constant time, and the length of the real key does not leak either.
+or ``Authorization: Bearer <key>`` (or both, if both are right); no key is 401, a wrong one 403. Keys
+are compared as SHA-256 digests with ``hmac.compare_digest``: constant time, and the length of the real
+key does not leak either.
 """
 
 from __future__ import annotations
@@ -26,15 +27,14 @@ def _digest(key: bytes) -> bytes:
 
 
 def credentials(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """The keys a request offers: its X-API-Key and its bearer token."""
+    """The keys a request offers: its X-API-Key and its bearer token (empty for another scheme)."""
     offered = []
     for name, value in headers:
         if name == API_KEY_HEADER:
             offered.append(value.strip())
-        elif name == AUTHORIZATION:
+        elif name == AUTHORIZATION:  # another scheme than Bearer offers a key that cannot be right
             scheme, _, token = value.strip().partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                offered.append(token.strip())
+            offered.append(token.strip() if scheme.lower() == b"bearer" else b"")
     return offered
 
 
@@ -45,8 +45,9 @@ class APIKeyMiddleware:
         self.open_paths = open_paths
 
     def accepts(self, offered: list[bytes]) -> bool:
+        """Every key offered must be right: a wrong one beside a right one is still refused."""
         matches = [hmac.compare_digest(_digest(key), self.digest) for key in offered]  # all compared
-        return any(matches)
+        return bool(matches) and all(matches)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
