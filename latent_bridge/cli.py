@@ -139,6 +139,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recon-weight", dest="recon_weight", type=float, default=None)
     parser.add_argument("--min-shared", dest="min_shared", type=int, default=None)
     parser.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

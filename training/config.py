@@ -40,6 +40,7 @@ class TrainConfig:
     # galleries
     index_type: IndexType = "flat"
     progress: bool = True
+    threads: int = 1  # torch threads: small translators gain little from more, and lose much on shared cores
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

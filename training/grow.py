@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from service.manifest import Manifest, read_manifest
 from training.bundle import Parent, write_bundle
 from training.config import TrainConfig
@@ -44,6 +46,7 @@ def _grow(parent_dir: Path, data_dir: Path, pairs: list[tuple[str, str]], cfg: T
     _check_dims(parent.manifest, data)
     _check_shared(data, pairs, cfg.min_shared)
     cfg = dataclasses.replace(cfg, edges=pairs)
+    torch.set_num_threads(cfg.threads)
     artifacts = train_pairs(data, cfg)
     record = cfg.as_record() | {"grown_from": parent.manifest.name}
     return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type, parent)

@@ -307,6 +307,7 @@ def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[EdgeArt
 def train(cfg: TrainConfig) -> Manifest:
     """Load the dataset, train every edge, write the bundle to ``cfg.out`` atomically."""
     torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.data)
     linked = {m for pair in plan_pairs(data, cfg) for m in pair}
     data = {name: d for name, d in data.items() if name in linked}  # a modality without edges stays out
