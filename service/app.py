@@ -94,11 +94,18 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     registry = CollectorRegistry()
     service_metrics = ServiceMetrics(registry)
 
+    # Handed over once and then forgotten: a reference kept here would pin the first bundle in memory
+    # after a reload replaced it.
+    given = [bundle] if bundle is not None else []
+    del bundle
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = bundle if bundle is not None else await anyio.to_thread.run_sync(open_bundle, settings)
-        service_metrics.set_bundle(loaded)
-        app.state.bundle = loaded
+        if given:
+            app.state.bundle = given.pop()
+        else:
+            app.state.bundle = await anyio.to_thread.run_sync(open_bundle, settings)
+        service_metrics.set_bundle(app.state.bundle)
         if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("serving on %s without an API key (set LATENT_BRIDGE_API_KEY)", settings.host)
         sighup = reloader.install_sighup()

@@ -1,10 +1,15 @@
 """ASGI guards every request passes: a body size limit and a deadline, both answered as problem+json.
 
-``BodyLimitMiddleware`` refuses a declared ``Content-Length`` over the limit before reading a byte, and
-counts streamed (chunked) bodies as they arrive, refusing at the first chunk past the limit: no body is
-ever buffered whole before the check. ``TimeoutMiddleware`` answers 504 once a request has run for
-``request_timeout`` seconds, slow uploads included; work already in a worker thread cannot be stopped,
-so it runs to its end and its late answer is dropped.
+``BodyLimitMiddleware`` refuses a declared ``Content-Length`` over the limit before the app reads a
+byte, and counts streamed (chunked) bodies as they arrive, refusing at the first chunk past the limit:
+no body is ever buffered whole, nor parsed. Before answering 413 it reads and discards what is left
+when that is at most ``DRAIN_BYTES`` past the limit (for at most ``DRAIN_SECONDS``): closing a socket
+with unread data sends a TCP reset, and the client would see a broken connection instead of the 413.
+Bigger bodies are cut off.
+
+``TimeoutMiddleware`` answers 504 once a request has run for ``request_timeout`` seconds, slow uploads
+included; work already in a worker thread cannot be stopped, so it runs to its end and its late answer
+is dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import BodyTooLarge, RequestTimeout, send_problem
 
 CONTENT_LENGTH = b"content-length"
+DRAIN_BYTES = 1 << 20
+DRAIN_SECONDS = 1.0
 
 
 class _Exceeded(Exception):
@@ -34,6 +41,8 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
+            if declared <= self.max_bytes + DRAIN_BYTES:
+                await _drain(receive, declared)
             await send_problem(scope, _closing(send), BodyTooLarge(self.max_bytes, declared))
             return
         received = 0
@@ -63,7 +72,27 @@ class BodyLimitMiddleware:
         except _Exceeded:
             pass
         if exceeded and not started:
+            await _drain(receive, DRAIN_BYTES)
             await send_problem(scope, _closing(send), BodyTooLarge(self.max_bytes))
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of a body, up to ``budget`` bytes and ``DRAIN_SECONDS``."""
+
+    async def read() -> None:
+        left = budget
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    try:
+        await asyncio.wait_for(read(), DRAIN_SECONDS)
+    except TimeoutError:
+        pass
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -65,7 +65,9 @@ def serve(
         "timeout_graceful_shutdown": settings.drain_seconds,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, bundle=loaded), **common)  # type: ignore[arg-type]
+        app = create_app(settings, bundle=loaded)
+        del loaded  # the app holds it until a reload replaces it
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     for key, value in overrides.items():  # worker processes read their settings from the environment
         os.environ[f"LATENT_BRIDGE_{key.upper()}"] = str(value)

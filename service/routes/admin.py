@@ -38,5 +38,5 @@ async def reload_bundle(request: Request, body: Annotated[ReloadRequest | None, 
         fingerprint=new.fingerprint,
         path=str(new.path),
         load_seconds=round(new.load_seconds, 3),
-        previous=None if old is None else BundleRef(bundle=old.name, fingerprint=old.fingerprint),
+        previous=None if old is None else BundleRef(bundle=old[0], fingerprint=old[1]),
     )

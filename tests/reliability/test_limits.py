@@ -49,6 +49,7 @@ def vectors(n: int, dim: int = DIM) -> list[list[float]]:
 def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(bundle_one: Path) -> None:
     app = create_app(settings_for(bundle_one))
     limit = int(LIMITS["max_body_bytes"])  # type: ignore[call-overload]
+    huge = 64 << 20  # past what is drained: not a byte is read
     read = []
 
     async def receive() -> dict[str, Any]:
@@ -66,7 +67,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(bundle_one:
         "path": "/translate",
         "raw_path": b"/translate",
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(limit + 1).encode())],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(huge).encode())],
         "http_version": "1.1",
         "scheme": "http",
         "server": ("127.0.0.1", 80),
@@ -79,7 +80,14 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(bundle_one:
     start = sent[0]
     assert start["status"] == 413 and (b"connection", b"close") in start["headers"]
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
-    assert body["type"].endswith("body-too-large") and body["limit"] == limit and body["got"] == limit + 1
+    assert body["type"].endswith("body-too-large") and body["limit"] == limit and body["got"] == huge
+
+
+def test_a_declared_body_a_little_over_the_limit_gets_a_clean_413(client: TestClient) -> None:
+    size = int(LIMITS["max_body_bytes"]) + 1  # type: ignore[call-overload]
+    response = client.post("/translate", content=b" " * size, headers={"content-type": "application/json"})
+    body = problem(response, 413, "body-too-large")
+    assert body["got"] == size and response.headers["connection"] == "close"
 
 
 def test_a_streamed_body_over_the_limit_is_cut_off(client: TestClient) -> None:
