@@ -20,7 +20,7 @@ Try these while the server runs:
   curl -s 'http://{host}:{port}/retrieve?from=audio&to=text&id=audio:effect:animals/mammals/dogs/dog&k=5'
 
   # images for a caption
-  curl -s 'http://{host}:{port}/retrieve?from=text&to=image&id=text:vehicles/emergency/firetruck&k=5'
+  curl -s 'http://{host}:{port}/retrieve?from=text&to=image&id=text:vehicles/emergency/cartoon/fire_engine&k=5'
 
   # how audio reaches image when no audio-image pairs were ever trained
   curl -s 'http://{host}:{port}/route?from=audio&to=image'

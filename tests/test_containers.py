@@ -23,6 +23,11 @@ def dockerfile_cmd(name: str) -> list[str]:
     return json.loads(re.findall(r"^CMD (\[.*\])$", text, re.M)[-1])
 
 
+def runnable(argv: list[str]) -> list[str]:
+    """The image's command with its program taken from this environment (the image has it on PATH)."""
+    return [str(Path(sys.executable).with_name(argv[0])), *argv[1:]]
+
+
 def dockerfile_env(name: str) -> dict[str, str]:
     text = (ROOT / "docker" / name).read_text().replace("\\\n", " ")
     env: dict[str, str] = {}
@@ -67,9 +72,9 @@ def test_trainer_then_api_commands(tmp_path: Path) -> None:
     models = tmp_path / "models"
     trainer = [a.replace("/models", str(models)).replace("/app/data/demo", str(ROOT / "data" / "demo"))
                for a in dockerfile_cmd("trainer.Dockerfile")]
-    subprocess.run(trainer, check=True, cwd=tmp_path, timeout=600)
+    subprocess.run(runnable(trainer), check=True, cwd=tmp_path, timeout=600)
     assert (models / "demo" / "manifest.json").is_file()
-    again = subprocess.run(trainer, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(runnable(trainer), check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "using bundle" in again.stdout  # the one-shot trainer is idempotent over the volume
 
     port = free_port()
@@ -77,7 +82,7 @@ def test_trainer_then_api_commands(tmp_path: Path) -> None:
     env = os.environ | image_env | {
         "LATENT_BRIDGE_BUNDLE": str(models / "demo"), "LATENT_BRIDGE_HOST": "127.0.0.1",
         "LATENT_BRIDGE_PORT": str(port), "LATENT_BRIDGE_API_KEY": ""}
-    server = subprocess.Popen(dockerfile_cmd("api.Dockerfile"), env=env, cwd=tmp_path)
+    server = subprocess.Popen(runnable(dockerfile_cmd("api.Dockerfile")), env=env, cwd=tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
