@@ -65,26 +65,33 @@ def _print_edges(manifest: ManifestLike, only: list[str] | None = None) -> None:
               f"cycle cos {m.cycle_cosine:.3f}")
 
 
+def _grow_config(args: argparse.Namespace) -> TrainConfigLike:
+    """Training options for a grown bundle; the split seed defaults to the parent's, so held-out samples agree."""
+    from training.grow import parent_seed
+
+    seed = parent_seed(args.bundle) if args.seed is None else args.seed
+    return _config(args, seed=seed, data=args.data, out=args.out)
+
+
 def cmd_add_modality(args: argparse.Namespace) -> None:
     try:
-        from training.grow import add_modality, parent_seed
+        from training.grow import add_modality
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
-    seed = parent_seed(args.bundle) if args.seed is None else args.seed
-    cfg = _config(args, seed=seed, data=args.data, out=args.out)
-    manifest = add_modality(args.bundle, args.data, args.modality, args.link_to, cfg)
+    manifest = add_modality(args.bundle, args.data, args.modality, args.link_to, _grow_config(args))
     print(f"wrote bundle {args.out}: {args.bundle} + {args.modality} linked to {', '.join(args.link_to)}")
     _print_edges(manifest, manifest.lineage.new_edges)
 
 
 def cmd_add_edge(args: argparse.Namespace) -> None:
     try:
-        from training.grow import add_edge, parent_seed
+        from training.grow import add_edge
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
+    if len(args.edge) != 1:
+        sys.exit("latent-bridge: --edge takes one pair, e.g. audio:image")
     (edge,) = args.edge
-    seed = parent_seed(args.bundle) if args.seed is None else args.seed
-    manifest = add_edge(args.bundle, args.data, edge, _config(args, seed=seed, data=args.data, out=args.out))
+    manifest = add_edge(args.bundle, args.data, edge, _grow_config(args))
     print(f"wrote bundle {args.out}: {args.bundle} + edge {edge[0]}↔{edge[1]}")
     _print_edges(manifest, manifest.lineage.new_edges)
 
