@@ -4,7 +4,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from serverprocess import free_port
 
 from latent_bridge.demo import EXAMPLES
 
@@ -34,12 +34,6 @@ def dockerfile_env(name: str) -> dict[str, str]:
     for line in re.findall(r"^ENV (.*)$", text, re.M):
         env |= dict(item.split("=", 1) for item in shlex.split(line) if "=" in item)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_images_run_the_documented_commands() -> None:

@@ -6,37 +6,20 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
+from serverprocess import command, free_port, running_server
 
 from training.config import TrainConfig
 from training.datasets.synthetic import make_dataset
 from training.train import train
 
 pytestmark = pytest.mark.slow
-HOST = "127.0.0.1"
-START_TIMEOUT = 60.0
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).with_name("latent-bridge")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "latent_bridge.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -47,43 +30,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "bundle"
 
 
-def wait_ready(process: subprocess.Popen[bytes], base: str, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"server exited early with {process.returncode}: {log.read().decode()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server not ready after {START_TIMEOUT} s")
-
-
 def serve(args: list[str], env: dict[str, str]) -> Iterator[str]:
     """Start the server, yield its base URL once ready, then stop it with SIGTERM (graceful shutdown)."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server never blocks on it
-        process = subprocess.Popen(
-            [*command(), "serve", "--host", HOST, "--port", str(port), *args],
-            env=os.environ | env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://{HOST}:{port}"
-        try:
-            wait_ready(process, base, log)
-            yield base
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                # uvicorn re-raises the signal after a graceful shutdown; its supervisor (workers > 1) exits 0
-                assert process.wait(timeout=30) in (0, -signal.SIGTERM)
-            finally:
-                if process.poll() is None:
-                    process.kill()
+    with running_server(None, env, args) as server:
+        yield server.base
+        # uvicorn re-raises the signal after a graceful shutdown; its supervisor (workers > 1) exits 0
+        assert server.stop() in (0, -signal.SIGTERM)
 
 
 def test_the_server_process_serves_a_bundle(bundle: Path) -> None:

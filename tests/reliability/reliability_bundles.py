@@ -6,11 +6,9 @@ Not ``conftest.py``: tests/service has one too, and ``from conftest import`` wou
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from bundle_edits import edit_manifest, rehash
 
 from service.settings import Settings
 
@@ -38,29 +36,6 @@ def train_bundle(root: Path, name: str, seed: int) -> Path:
 def settings_for(bundle: Path | None, **overrides: object) -> Settings:
     values: dict[str, object] = {"bundle": bundle, "api_key": None, **LIMITS}
     return Settings(**(values | overrides))  # type: ignore[arg-type]
-
-
-def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], object]) -> None:
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    path.write_text(json.dumps(manifest, indent=2))
-
-
-def rehash(bundle: Path, file: str) -> None:
-    """Make the manifest's sha256 of ``file`` match its current bytes (so a later check is reached)."""
-    digest = hashlib.sha256((bundle / file).read_bytes()).hexdigest()
-
-    def update(manifest: dict[str, Any]) -> None:
-        for edge in manifest["edges"]:
-            if edge["file"] == file:
-                edge["sha256"] = digest
-        for g in manifest["galleries"]:
-            for key in ("index", "ids"):
-                if g[f"{key}_file"] == file:
-                    g[f"{key}_sha256"] = digest
-
-    edit_manifest(bundle, update)
 
 
 def _truncated_onnx(b: Path) -> None:

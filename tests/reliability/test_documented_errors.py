@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
-from reliability_bundles import API_KEY, DIM, edit_manifest, settings_for
+from reliability_bundles import API_KEY, DIM, settings_for
 
 from service.app import create_app
 

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
-from testbundles import DIMS, Manifest, edit_manifest, settings_for
+from testbundles import DIMS, settings_for
 
 from service.app import create_app
 

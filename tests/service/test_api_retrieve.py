@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from bundle_edits import edit_manifest, rehash
 from fastapi.testclient import TestClient
 from test_api_translate import problem
-from testbundles import MAX_K, edit_manifest, embeddings, rehash, settings_for
+from testbundles import MAX_K, embeddings, settings_for
 
 from service.app import create_app
 from service.schemas import RetrieveResponse

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
-from testbundles import MAX_BATCH, edit_manifest, embeddings, settings_for
+from testbundles import MAX_BATCH, embeddings, settings_for
 
 from service.app import create_app
 from service.schemas import Problem, TranslateResponse

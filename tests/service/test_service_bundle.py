@@ -9,7 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from testbundles import edit_manifest, embeddings, rehash
+from bundle_edits import edit_manifest, rehash
+from testbundles import embeddings
 
 from service.bundle import load_bundle
 from service.manifest import BundleError
