@@ -28,8 +28,12 @@ serve: install  ## serve models/demo (or BUNDLE=...) without training
 lint: install  ## ruff
 	$(BIN)/ruff check .
 
-typecheck: install  ## mypy (strict on service/)
-	$(BIN)/mypy
+typecheck: install  ## mypy (strict on service/), over the import tree latent_bridge.{service,training}
+	rm -rf .typecheck && mkdir -p .typecheck/latent_bridge
+	ln -s $(CURDIR)/latent_bridge/*.py .typecheck/latent_bridge/
+	ln -s $(CURDIR)/service .typecheck/latent_bridge/service
+	ln -s $(CURDIR)/training .typecheck/latent_bridge/training
+	$(BIN)/mypy .typecheck/latent_bridge
 
 pytest: install  ## the whole test suite, slow tests included
 	$(BIN)/pytest -q
@@ -48,4 +52,4 @@ results: install  ## demo results table: every edge vs baselines, routed vs dire
 	$(BIN)/python bench/demo_results.py
 
 clean:  ## remove the venv and trained bundles
-	rm -rf $(VENV) models/demo reports
+	rm -rf $(VENV) models/demo reports .typecheck

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.config import TrainConfig
-from training.report import evaluate_bundle
-from training.train import train
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.report import evaluate_bundle
+from latent_bridge.training.train import train
 
 BASELINES = ("identity", "centroid", "procrustes", "ridge", "cca", "mlp")
 

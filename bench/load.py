@@ -32,8 +32,8 @@ HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.bundle import Bundle, load_bundle  # noqa: E402
-from service.translate import run_route, unit_rows  # noqa: E402
+from latent_bridge.service.bundle import Bundle, load_bundle  # noqa: E402
+from latent_bridge.service.translate import run_route, unit_rows  # noqa: E402
 
 
 @dataclass

@@ -1,3 +1,5 @@
 """Latent Bridge: translate and search across modality embedding spaces through a graph of translators."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("latent-bridge")  # pyproject.toml is the one source

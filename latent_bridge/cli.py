@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.manifest import Manifest as ManifestLike
-    from training.config import TrainConfig as TrainConfigLike
+    from latent_bridge.service.manifest import Manifest as ManifestLike
+    from latent_bridge.training.config import TrainConfig as TrainConfigLike
 
 from latent_bridge import __version__
-from service.manifest import BundleError
+from latent_bridge.service.manifest import BundleError
 
 TRAIN_HINT = "training needs the train extra: pip install torch==2.13.0 'latent-bridge[train]'"
 SERVE_HINT = "serving needs the serve extra: pip install 'latent-bridge[serve]'"
@@ -41,7 +41,7 @@ def parse_edges(text: str | None) -> list[tuple[str, str]] | None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     try:
-        import training.train as training_train
+        import latent_bridge.training.train as training_train
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     manifest = training_train.train(_config(args))
@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _config(args: argparse.Namespace, **fixed: object) -> TrainConfigLike:
-    from training.config import TrainConfig
+    from latent_bridge.training.config import TrainConfig
 
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     return TrainConfig(**(overrides | fixed | {"progress": not args.quiet}))
@@ -67,7 +67,7 @@ def _print_edges(manifest: ManifestLike, only: list[str] | None = None) -> None:
 
 def _grow_config(args: argparse.Namespace) -> TrainConfigLike:
     """Training options for a grown bundle; the split seed defaults to the parent's, so held-out samples agree."""
-    from training.grow import parent_seed
+    from latent_bridge.training.grow import parent_seed
 
     seed = parent_seed(args.bundle) if args.seed is None else args.seed
     return _config(args, seed=seed, data=args.data, out=args.out)
@@ -75,7 +75,7 @@ def _grow_config(args: argparse.Namespace) -> TrainConfigLike:
 
 def cmd_add_modality(args: argparse.Namespace) -> None:
     try:
-        from training.grow import add_modality
+        from latent_bridge.training.grow import add_modality
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     manifest = add_modality(args.bundle, args.data, args.modality, args.link_to, _grow_config(args))
@@ -85,7 +85,7 @@ def cmd_add_modality(args: argparse.Namespace) -> None:
 
 def cmd_add_edge(args: argparse.Namespace) -> None:
     try:
-        from training.grow import add_edge
+        from latent_bridge.training.grow import add_edge
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     if len(args.edge) != 1:
@@ -98,7 +98,7 @@ def cmd_add_edge(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     try:
-        from training.report import evaluate_bundle
+        from latent_bridge.training.report import evaluate_bundle
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed)
@@ -107,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_data_demo(args: argparse.Namespace) -> None:
     try:
-        from training.datasets.demo import build_demo
+        from latent_bridge.training.datasets.demo import build_demo
     except ModuleNotFoundError as exc:
         _need("the demo dataset needs the encoders extra: pip install 'latent-bridge[encoders]'")(exc)
     build_demo(args.out, limit=args.limit)
@@ -127,7 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
-        from service.server import serve
+        from latent_bridge.service.server import serve
     except ModuleNotFoundError as exc:
         _need(SERVE_HINT)(exc)
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers)

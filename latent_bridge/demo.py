@@ -33,8 +33,8 @@ def ensure_demo_bundle(models: Path, data: Path = DEMO_DATA) -> Path:
     if (bundle / "manifest.json").is_file():
         print(f"using bundle {bundle}")
         return bundle
-    from training.config import TrainConfig
-    from training.train import train
+    from latent_bridge.training.config import TrainConfig
+    from latent_bridge.training.train import train
 
     print(f"training {bundle} from {data} (edges {', '.join(f'{a}↔{b}' for a, b in DEMO_EDGES)}) ...")
     started = time.perf_counter()

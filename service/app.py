@@ -1,9 +1,9 @@
 """The FastAPI application: ``create_app(settings)`` builds it; its lifespan loads the bundle once.
 
 ``app.state.bundle`` holds the one ``Bundle`` (manifest, translators, galleries, graph) every request
-reads; a reload (``service.reload``: POST /admin/reload or SIGHUP) replaces it with a single assignment.
-ASGI middleware guards every request before routing: API key (``service.auth``), deadline and body size
-(``service.limits``), and the JSON access log (``service.accesslog``). Tests pass a ready ``Bundle`` or a
+reads; a reload (``reload.py``: POST /admin/reload or SIGHUP) replaces it with a single assignment.
+ASGI middleware guards every request before routing: API key (``auth.py``), deadline and body size
+(``limits.py``), and the JSON access log (``accesslog.py``). Tests pass a ready ``Bundle`` or a
 settings object pointing at a small bundle instead of monkeypatching.
 """
 
@@ -14,25 +14,24 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
+from latent_bridge.service.auth import APIKeyMiddleware
+from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.errors import install_error_handlers
+from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
+from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
+from latent_bridge.service.openapi import install_openapi
+from latent_bridge.service.reload import Reloader
+from latent_bridge.service.routes import admin, graph, health, metrics, modalities, retrieve, translate
+from latent_bridge.service.settings import Settings
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from latent_bridge import __version__
-from service.accesslog import AccessLogMiddleware, configure_access_log
-from service.auth import APIKeyMiddleware
-from service.bundle import Bundle, load_bundle
-from service.errors import install_error_handlers
-from service.limits import BodyLimitMiddleware, TimeoutMiddleware
-from service.manifest import BundleError
-from service.metrics import RouteMetricsMiddleware, ServiceMetrics
-from service.openapi import install_openapi
-from service.reload import Reloader
-from service.routes import admin, graph, health, metrics, modalities, retrieve, translate
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = b"x-request-id"
@@ -119,7 +118,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     keyed = settings.api_key is not None
     app = FastAPI(
         title="Latent Bridge",
-        version=__version__,
+        version=version("latent-bridge"),
         description=DESCRIPTION,
         openapi_tags=[*TAGS, ADMIN_TAG] if keyed else TAGS,
         lifespan=lifespan,

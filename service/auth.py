@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from latent_bridge.service.errors import Forbidden, Unauthorized, send_problem
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from service.errors import Forbidden, Unauthorized, send_problem
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 API_KEY_HEADER = b"x-api-key"

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
-
-from service.gallery import Gallery, open_gallery
-from service.graph import ModalityGraph
-from service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
-from service.settings import FidelityCriterion
-from service.translate import Translator
+from latent_bridge.service.gallery import Gallery, open_gallery
+from latent_bridge.service.graph import ModalityGraph
+from latent_bridge.service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.settings import FidelityCriterion
+from latent_bridge.service.translate import Translator
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-
-from service.bundle import Bundle
-from service.errors import NotReady
-from service.metrics import ServiceMetrics
-from service.settings import Settings
+from latent_bridge.service.bundle import Bundle
+from latent_bridge.service.errors import NotReady
+from latent_bridge.service.metrics import ServiceMetrics
+from latent_bridge.service.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:

@@ -15,10 +15,9 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
-
-from service.errors import UnknownItem
-from service.manifest import BundleError, GallerySpec
-from service.translate import Matrix
+from latent_bridge.service.errors import UnknownItem
+from latent_bridge.service.manifest import BundleError, GallerySpec
+from latent_bridge.service.translate import Matrix
 
 EMBEDDING_COLUMN = "embedding"
 _INDEX_CLASSES: dict[str, tuple[type, ...]] = {

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from itertools import islice
 
 import networkx as nx
-
-from service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
-from service.manifest import EdgeKind, EdgeSpec, Manifest
-from service.settings import FidelityCriterion
+from latent_bridge.service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
+from latent_bridge.service.manifest import EdgeKind, EdgeSpec, Manifest
+from latent_bridge.service.settings import FidelityCriterion
 
 MIN_FIDELITY = 1e-6
 HOP_COST = 1e-9

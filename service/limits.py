@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from latent_bridge.service.errors import BodyTooLarge, RequestTimeout, send_problem
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.errors import BodyTooLarge, RequestTimeout, send_problem
 
 CONTENT_LENGTH = b"content-length"
 DRAIN_BYTES = 1 << 20

@@ -1,6 +1,6 @@
 """The OpenAPI document: FastAPI's, with every error answered as problem+json only, and its snapshot.
 
-``python -m service.openapi`` rewrites ``openapi.json`` at the repository root; a test checks the served
+``python -m latent_bridge.service.openapi`` rewrites ``openapi.json`` at the repository root; a test checks the served
 document equals that committed snapshot, so an API change is always a visible diff.
 """
 
@@ -12,10 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-
-from service.auth import OPEN_PATHS
-from service.errors import PROBLEM_MEDIA_TYPE
-from service.responses import DESCRIPTIONS
+from latent_bridge.service.auth import OPEN_PATHS
+from latent_bridge.service.errors import PROBLEM_MEDIA_TYPE
+from latent_bridge.service.responses import DESCRIPTIONS
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "openapi.json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -28,7 +27,7 @@ FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
 def _problem_only(document: dict[str, Any]) -> dict[str, Any]:
-    """Errors are rendered by ``service.errors`` as problem+json, whatever FastAPI assumes by default."""
+    """Errors are rendered by ``latent_bridge.service.errors`` as problem+json, whatever FastAPI assumes by default."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             for status, response in operation.get("responses", {}).items():
@@ -88,8 +87,8 @@ def render(document: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from service.app import create_app
-    from service.settings import Settings
+    from latent_bridge.service.app import create_app
+    from latent_bridge.service.settings import Settings
 
     document = create_app(Settings(bundle=None, api_key=None)).openapi()
     SNAPSHOT.write_text(render(document))

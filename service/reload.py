@@ -22,12 +22,11 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI
-
-from service.bundle import Bundle, load_bundle
-from service.errors import BundleRefused
-from service.manifest import BundleError
-from service.metrics import ServiceMetrics
-from service.settings import Settings
+from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.errors import BundleRefused
+from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.metrics import ServiceMetrics
+from latent_bridge.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

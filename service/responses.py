@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic_core
-
-from service.errors import PROBLEM_MEDIA_TYPE
-from service.schemas import Problem
+from latent_bridge.service.errors import PROBLEM_MEDIA_TYPE
+from latent_bridge.service.schemas import Problem
 
 DESCRIPTIONS = {
     401: "No API key sent (the server has one).",

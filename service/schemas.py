@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
 from pydantic import BaseModel, ConfigDict, Field
-
-from service.manifest import EdgeKind, EdgeMetrics, IndexType
 
 Encoding = Literal["float", "base64"]
 VECTORS_DOC = (

@@ -4,7 +4,7 @@ The bundle is validated before the server starts, so a bad one stops the command
 the file and the reason (exit code 1) instead of a lifespan traceback. With one worker the checked bundle
 is served as loaded; with several, each worker process builds its app from the environment.
 SIGTERM drains: the server stops accepting, lets requests in flight finish (up to
-``LATENT_BRIDGE_DRAIN_SECONDS``), then exits. SIGHUP reloads the bundle (``service.reload``).
+``LATENT_BRIDGE_DRAIN_SECONDS``), then exits. SIGHUP reloads the bundle (``latent_bridge.service.reload``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import NoReturn
 
 import uvicorn
+from latent_bridge.service.accesslog import configure_access_log
+from latent_bridge.service.app import create_app, open_bundle
+from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.settings import Settings
 from pydantic import ValidationError
-
-from service.accesslog import configure_access_log
-from service.app import create_app, open_bundle
-from service.manifest import BundleError
-from service.settings import Settings
 
 PROG = "latent-bridge"
 
@@ -60,7 +59,7 @@ def serve(
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "access_log": False,  # ours is JSON with the request id (service.accesslog)
+        "access_log": False,  # ours is JSON with the request id (latent_bridge.service.accesslog)
         "server_header": False,
         "timeout_graceful_shutdown": settings.drain_seconds,
     }
@@ -72,4 +71,4 @@ def serve(
     for key, value in overrides.items():  # worker processes read their settings from the environment
         os.environ[f"LATENT_BRIDGE_{key.upper()}"] = str(value)
     del loaded
-    uvicorn.run("service.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
+    uvicorn.run("latent_bridge.service.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]

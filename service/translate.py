@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-
-from service.graph import Route
-from service.manifest import BundleError, EdgeSpec
+from latent_bridge.service.graph import Route
+from latent_bridge.service.manifest import BundleError, EdgeSpec
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"

@@ -12,8 +12,7 @@ import binascii
 from collections.abc import Callable
 
 import numpy as np
-
-from service.errors import (
+from latent_bridge.service.errors import (
     BatchTooLarge,
     DimensionMismatch,
     EmptyBatch,
@@ -21,8 +20,8 @@ from service.errors import (
     NonFiniteInput,
     VectorTooLong,
 )
-from service.schemas import Encoding
-from service.translate import Matrix
+from latent_bridge.service.schemas import Encoding
+from latent_bridge.service.translate import Matrix
 
 
 def _codec() -> tuple[Callable[..., bytes], Callable[[bytes], bytes]]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from training.datasets.reader import ModalityData, load_modality
+from latent_bridge.training.datasets.reader import ModalityData, load_modality
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 DIMS = {"image": 1280, "text": 384, "audio": 384}
@@ -63,7 +62,7 @@ def test_rebuild_reproduces_committed_rows(tmp_path: Path, committed: dict[str, 
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("efficientnet_pytorch")
     pytest.importorskip("faster_whisper")
-    from training.datasets import demo
+    from latent_bridge.training.datasets import demo
 
     if not demo.STAMPS_DIR.is_dir():
         pytest.skip(f"{demo.STAMPS_DIR} missing: apt-get install tuxpaint-stamps-default")

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.train import train
 from serverprocess import command, free_port, running_server
-
-from training.config import TrainConfig
-from training.datasets.synthetic import make_dataset
-from training.train import train
 
 pytestmark = pytest.mark.slow
 

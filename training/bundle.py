@@ -18,8 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
-
-from service.manifest import (
+from latent_bridge.service.manifest import (
     SCHEMA_VERSION,
     EdgeMetrics,
     EdgeSpec,
@@ -30,8 +29,8 @@ from service.manifest import (
     ModalitySpec,
     write_manifest,
 )
-from training.datasets.reader import ModalityData
-from training.galleries import build_index, serialize
+from latent_bridge.training.datasets.reader import ModalityData
+from latent_bridge.training.galleries import build_index, serialize
 
 VERSIONED_PACKAGES = ("latent-bridge", "torch", "onnx", "onnxruntime", "faiss-cpu", "numpy")
 

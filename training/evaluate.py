@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-from service.manifest import EdgeMetrics
-from training.datasets.reader import ModalityData, shared_samples
-from training.datasets.splits import paired_rows
+from latent_bridge.service.manifest import EdgeMetrics
+from latent_bridge.training.datasets.reader import ModalityData, shared_samples
+from latent_bridge.training.datasets.splits import paired_rows
 
 Translate = Callable[[np.ndarray], np.ndarray]
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
-
-from service.manifest import IndexType
+from latent_bridge.service.manifest import IndexType
 
 
 def build_index(vectors: np.ndarray, index_type: IndexType = "flat") -> faiss.Index:

@@ -13,12 +13,11 @@ import dataclasses
 from pathlib import Path
 
 import torch
-
-from service.manifest import Manifest, read_manifest
-from training.bundle import Parent, write_bundle
-from training.config import TrainConfig
-from training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples
-from training.train import train_pairs
+from latent_bridge.service.manifest import Manifest, read_manifest
+from latent_bridge.training.bundle import Parent, write_bundle
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples
+from latent_bridge.training.train import train_pairs
 
 
 class GrowError(ValueError):

@@ -18,12 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
-
-from service.manifest import Manifest, read_manifest  # noqa: E402
-from training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
-from training.datasets.splits import split_samples  # noqa: E402
-from training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
-from training.translators import SpaceStats  # noqa: E402
+from latent_bridge.service.manifest import Manifest, read_manifest  # noqa: E402
+from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
+from latent_bridge.training.datasets.splits import split_samples  # noqa: E402
+from latent_bridge.training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
+from latent_bridge.training.translators import SpaceStats  # noqa: E402
 
 KS = [1, 2, 3, 5, 10, 20, 50]
 

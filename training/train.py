@@ -17,17 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
-
-from service.manifest import EDGE_KINDS, EdgeMetrics, Manifest
-from training.bundle import EdgeArtifact, write_bundle
-from training.config import TrainConfig
-from training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples, trainable_pairs
-from training.datasets.splits import Split, paired_rows, split_samples
-from training.evaluate import evaluate_translation
-from training.export import to_onnx
-from training.translators import (
+from latent_bridge.service.manifest import EDGE_KINDS, EdgeMetrics, Manifest
+from latent_bridge.training.bundle import EdgeArtifact, write_bundle
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.reader import (
+    ModalityData,
+    fingerprint,
+    load_dataset,
+    shared_samples,
+    trainable_pairs,
+)
+from latent_bridge.training.datasets.splits import Split, paired_rows, split_samples
+from latent_bridge.training.evaluate import evaluate_translation
+from latent_bridge.training.export import to_onnx
+from latent_bridge.training.translators import (
     AffineTranslator,
     MLPTranslator,
     SpaceStats,
@@ -35,6 +38,8 @@ from training.translators import (
     fit_linear,
     translate,
 )
+from torch import nn
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 LINEAR_BASES = ("procrustes", "ridge", "cca")

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
-
-from service.reload import Reloader
-from service.responses import problems
-from service.routes.base import JSONBodyRoute
-from service.schemas import BundleRef, ReloadRequest, ReloadResponse
+from latent_bridge.service.reload import Reloader
+from latent_bridge.service.responses import problems
+from latent_bridge.service.routes.base import JSONBodyRoute
+from latent_bridge.service.schemas import BundleRef, ReloadRequest, ReloadResponse
 
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=JSONBodyRoute)
 RESPONSES = problems(413, 415, 422)

@@ -14,11 +14,10 @@ from typing import Any
 
 import pydantic_core
 from fastapi.routing import APIRoute
+from latent_bridge.service.errors import UnsupportedMediaType
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-
-from service.errors import UnsupportedMediaType
 
 INLINE_PARSE_BYTES = 128 * 1024
 _COLUMN = re.compile(r"line (\d+) column (\d+)")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-
-from service.deps import BundleDep, SettingsDep
-from service.graph import Route
-from service.responses import problems
-from service.routes.modalities import modality_infos
-from service.schemas import GraphEdge, GraphResponse, HopInfo, RouteInfo, RouteResponse
+from latent_bridge.service.deps import BundleDep, SettingsDep
+from latent_bridge.service.graph import Route
+from latent_bridge.service.responses import problems
+from latent_bridge.service.routes.modalities import modality_infos
+from latent_bridge.service.schemas import GraphEdge, GraphResponse, HopInfo, RouteInfo, RouteResponse
 
 router = APIRouter(tags=["graph"])
 

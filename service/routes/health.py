@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-
-from service.deps import BundleDep
-from service.responses import problems
-from service.schemas import Health, Readiness
+from latent_bridge.service.deps import BundleDep
+from latent_bridge.service.responses import problems
+from latent_bridge.service.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
 

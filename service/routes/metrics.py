@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from latent_bridge.service.deps import MetricsDep
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
-
-from service.deps import MetricsDep
 
 router = APIRouter(tags=["operations"])
 

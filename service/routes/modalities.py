@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-
-from service.bundle import Bundle
-from service.deps import BundleDep
-from service.responses import problems
-from service.schemas import GalleryInfo, ModalitiesResponse, ModalityInfo
+from latent_bridge.service.bundle import Bundle
+from latent_bridge.service.deps import BundleDep
+from latent_bridge.service.responses import problems
+from latent_bridge.service.schemas import GalleryInfo, ModalitiesResponse, ModalityInfo
 
 router = APIRouter(tags=["graph"])
 

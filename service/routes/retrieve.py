@@ -6,20 +6,19 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from latent_bridge.service.bundle import Bundle
+from latent_bridge.service.deps import Served, ServedDep
+from latent_bridge.service.errors import KOutOfRange, NoGallery
+from latent_bridge.service.gallery import Gallery
+from latent_bridge.service.graph import Route
+from latent_bridge.service.responses import json_bytes, problems
+from latent_bridge.service.routes.base import JSONBodyRoute
+from latent_bridge.service.routes.translate import resolve_route
+from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
+from latent_bridge.service.translate import Matrix, run_route
+from latent_bridge.service.vectors import count_values, decode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-
-from service.bundle import Bundle
-from service.deps import Served, ServedDep
-from service.errors import KOutOfRange, NoGallery
-from service.gallery import Gallery
-from service.graph import Route
-from service.responses import json_bytes, problems
-from service.routes.base import JSONBodyRoute
-from service.routes.translate import resolve_route
-from service.schemas import RetrieveRequest, RetrieveResponse
-from service.translate import Matrix, run_route
-from service.vectors import count_values, decode
 
 router = APIRouter(tags=["retrieval"], route_class=JSONBodyRoute)
 # A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from latent_bridge.service.bundle import Bundle
+from latent_bridge.service.deps import Served, ServedDep
+from latent_bridge.service.graph import Route
+from latent_bridge.service.responses import json_bytes, problems
+from latent_bridge.service.routes.base import JSONBodyRoute
+from latent_bridge.service.schemas import TranslateRequest, TranslateResponse
+from latent_bridge.service.translate import round_trip_cosine, run_route, unit_rows
+from latent_bridge.service.vectors import count_values, decode, encode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-
-from service.bundle import Bundle
-from service.deps import Served, ServedDep
-from service.graph import Route
-from service.responses import json_bytes, problems
-from service.routes.base import JSONBodyRoute
-from service.schemas import TranslateRequest, TranslateResponse
-from service.translate import round_trip_cosine, run_route, unit_rows
-from service.vectors import count_values, decode, encode
 
 router = APIRouter(tags=["translation"], route_class=JSONBodyRoute)
 

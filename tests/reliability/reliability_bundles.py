@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bundle_edits import edit_manifest, rehash
-
-from service.settings import Settings
+from latent_bridge.service.settings import Settings
 
 DIM = 8
 API_KEY = "reliability-test-key-0123456789"
@@ -24,9 +23,9 @@ LIMITS: dict[str, object] = {
 
 
 def train_bundle(root: Path, name: str, seed: int) -> Path:
-    from training.config import TrainConfig  # imported late: see tests/service/testbundles.py
-    from training.datasets.synthetic import make_dataset
-    from training.train import train
+    from latent_bridge.training.config import TrainConfig  # imported late: see tests/service/testbundles.py
+    from latent_bridge.training.datasets.synthetic import make_dataset
+    from latent_bridge.training.train import train
 
     data = make_dataset(root / f"data-{name}", n=200, dims={"a": DIM, "b": DIM}, noise=0.1, seed=seed)
     train(TrainConfig(data=data, out=root / name, kind="ridge", progress=False, seed=seed))

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.auth import APIKeyMiddleware, credentials
 from reliability_bundles import API_KEY, DIM, settings_for
-
-from service.app import create_app
-from service.auth import APIKeyMiddleware, credentials
 
 GUARDED = [
     ("GET", "/modalities"),

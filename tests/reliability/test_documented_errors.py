@@ -14,9 +14,8 @@ import httpx
 import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
 from reliability_bundles import API_KEY, DIM, settings_for
-
-from service.app import create_app
 
 AUTH = {"x-api-key": API_KEY}
 V = [0.1] * DIM
@@ -130,7 +129,7 @@ def test_documented_503s_are_reachable(client: TestClient, one_way_bundle: Path)
 def test_documented_504s_are_reachable(
     client: TestClient, one_way_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.routes.retrieve as retrieve
+    import latent_bridge.service.routes.retrieve as retrieve
 
     with_504 = {(m, p) for (m, p), statuses in documented(client).items() if "504" in statuses}
     assert with_504 == {("post", "/translate"), ("post", "/retrieve"), ("get", "/retrieve")}

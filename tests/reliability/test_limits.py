@@ -17,10 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from latent_bridge.service.accesslog import ACCESS_LOGGER
+from latent_bridge.service.app import create_app
 from reliability_bundles import DIM, LIMITS, settings_for
-
-from service.accesslog import ACCESS_LOGGER
-from service.app import create_app
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
 
@@ -168,7 +167,7 @@ def test_a_slow_upload_times_out(bundle_one: Path) -> None:
 def test_slow_work_in_a_thread_times_out_and_the_server_goes_on(
     bundle_one: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.routes.retrieve as retrieve
+    import latent_bridge.service.routes.retrieve as retrieve
 
     release = threading.Event()
     real_search = retrieve.search

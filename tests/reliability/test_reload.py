@@ -13,10 +13,9 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.bundle import load_bundle
 from reliability_bundles import API_KEY, CORRUPTIONS, DIM, settings_for
-
-from service.app import create_app
-from service.bundle import load_bundle
 
 AUTH = {"x-api-key": API_KEY}
 QUERY = {"from": "a", "to": "b", "vector": [0.3, -0.2, 0.5, 0.1, 0.0, 0.7, -0.4, 0.2], "normalize": False}
@@ -87,7 +86,7 @@ def test_a_missing_folder_and_a_bad_body_are_refused(client: TestClient, tmp_pat
 def test_requests_in_flight_finish_on_the_old_bundle(
     bundle_one: Path, bundle_two: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.routes.translate as translate
+    import latent_bridge.service.routes.translate as translate
 
     x = np.array([QUERY["vector"]], dtype=np.float32)
     old_answer = load_bundle(bundle_one).translators["a", "b"](x)[0]

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from latent_bridge.service.bundle import load_bundle
 from reliability_bundles import API_KEY, CORRUPTIONS, DIM
 from serverprocess import HOST, command, free_port, running_server
-
-from service.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
 AUTH = {"x-api-key": API_KEY}

@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
 from testbundles import DIMS, settings_for
-
-from service.app import create_app
 
 
 def _train(data: Path, out: Path, edges: list[tuple[str, str]], index_type: str = "flat") -> Path:
-    from training.config import TrainConfig  # imported late: see testbundles.py
-    from training.train import train
+    from latent_bridge.training.config import TrainConfig  # imported late: see testbundles.py
+    from latent_bridge.training.train import train
 
     train(
         TrainConfig(
@@ -35,7 +34,7 @@ def _train(data: Path, out: Path, edges: list[tuple[str, str]], index_type: str 
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.datasets.synthetic import make_dataset
+    from latent_bridge.training.datasets.synthetic import make_dataset
 
     return make_dataset(
         tmp_path_factory.mktemp("data") / "abc", n=300, dims=DIMS, relation="rotation", noise=0.1

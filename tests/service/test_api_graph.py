@@ -6,11 +6,10 @@ import math
 
 import pytest
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.schemas import GraphResponse, ModalitiesResponse, RouteResponse
 from test_api_translate import problem
 from testbundles import settings_for
-
-from service.app import create_app
-from service.schemas import GraphResponse, ModalitiesResponse, RouteResponse
 
 
 def test_modalities(client: TestClient) -> None:

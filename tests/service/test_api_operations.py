@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.bundle import load_bundle
 from test_api_translate import problem
 from testbundles import settings_for
-
-from service.app import create_app
-from service.bundle import load_bundle
 
 API_KEY = "k" * 32
 

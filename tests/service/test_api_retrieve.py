@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from bundle_edits import edit_manifest, rehash
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.schemas import RetrieveResponse
 from test_api_translate import problem
 from testbundles import MAX_K, embeddings, settings_for
-
-from service.app import create_app
-from service.schemas import RetrieveResponse
 
 
 def test_a_stored_item_finds_its_partner_across_two_hops(client: TestClient) -> None:

@@ -12,10 +12,9 @@ import onnxruntime as ort
 import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.schemas import Problem, TranslateResponse
 from testbundles import MAX_BATCH, embeddings, settings_for
-
-from service.app import create_app
-from service.schemas import Problem, TranslateResponse
 
 
 def b64(x: np.ndarray) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.openapi import SNAPSHOT, render
 from testbundles import settings_for
 
-from service.app import create_app
-from service.openapi import SNAPSHOT, render
-
-REGENERATE = "regenerate with `python -m service.openapi` and review the diff"
+REGENERATE = "regenerate with `python -m latent_bridge.service.openapi` and review the diff"
 
 
 def served_document(chain_bundle: object) -> dict:  # type: ignore[type-arg]
@@ -57,7 +56,7 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
 
 
 def test_documented_examples_are_valid() -> None:
-    from service import schemas
+    from latent_bridge.service import schemas
 
     models = [
         schemas.TranslateRequest,

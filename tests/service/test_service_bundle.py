@@ -10,10 +10,9 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 from bundle_edits import edit_manifest, rehash
+from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.manifest import BundleError
 from testbundles import embeddings
-
-from service.bundle import load_bundle
-from service.manifest import BundleError
 
 
 def test_a_good_bundle_loads(chain_bundle: Path, dataset: Path) -> None:

@@ -6,10 +6,9 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-
-from service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
-from service.graph import ModalityGraph, edge_fidelity
-from service.manifest import SCHEMA_VERSION, EdgeMetrics, EdgeSpec, Manifest, ModalitySpec
+from latent_bridge.service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
+from latent_bridge.service.graph import ModalityGraph, edge_fidelity
+from latent_bridge.service.manifest import SCHEMA_VERSION, EdgeMetrics, EdgeSpec, Manifest, ModalitySpec
 
 
 def metrics(cycle: float, cosine: float = 0.9, r1: float = 0.5) -> EdgeMetrics:

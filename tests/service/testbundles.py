@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from service.settings import Settings
+from latent_bridge.service.settings import Settings
 
 DIMS = {"a": 16, "b": 16, "c": 16}
 MAX_BATCH = 64

@@ -1,11 +1,10 @@
 from pathlib import Path
 
 import pytest
-
-from service.manifest import Manifest
-from training.config import TrainConfig
-from training.datasets.synthetic import make_dataset
-from training.train import train
+from latent_bridge.service.manifest import Manifest
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.train import train
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from training.datasets.reader import DatasetError, load_dataset, load_modality, trainable_pairs
-from training.datasets.splits import paired_rows, split_samples
-from training.datasets.synthetic import make_dataset, write_modality
+from latent_bridge.training.datasets.reader import DatasetError, load_dataset, load_modality, trainable_pairs
+from latent_bridge.training.datasets.splits import paired_rows, split_samples
+from latent_bridge.training.datasets.synthetic import make_dataset, write_modality
 
 
 def _frame(n: int = 4, dim: int = 3) -> pd.DataFrame:

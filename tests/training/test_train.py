@@ -5,18 +5,18 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from latent_bridge.service.manifest import Manifest, read_manifest
+from latent_bridge.training import bundle as bundle_module
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.reader import load_dataset
+from latent_bridge.training.datasets.splits import split_samples
+from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.evaluate import ranks
+from latent_bridge.training.export import ExportError, check_parity, to_onnx
+from latent_bridge.training.train import train
+from latent_bridge.training.translators import MLPTranslator, SpaceStats, fit_linear
 
 from latent_bridge.cli import main
-from service.manifest import Manifest, read_manifest
-from training import bundle as bundle_module
-from training.config import TrainConfig
-from training.datasets.reader import load_dataset
-from training.datasets.splits import split_samples
-from training.datasets.synthetic import make_dataset
-from training.evaluate import ranks
-from training.export import ExportError, check_parity, to_onnx
-from training.train import train
-from training.translators import MLPTranslator, SpaceStats, fit_linear
 
 
 def test_rotation_plant_is_solved_by_procrustes(rotation_bundle: tuple[Path, Path, Manifest]) -> None:

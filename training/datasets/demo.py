@@ -34,8 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from training.datasets import encoders
+from latent_bridge.training.datasets import encoders
 
 STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
 DEBIAN_PACKAGES = ("tuxpaint-stamps-default", "espeak-ng")

@@ -11,8 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-
-from training.datasets.reader import ModalityData
+from latent_bridge.training.datasets.reader import ModalityData
 
 
 @dataclass(frozen=True)
