@@ -28,7 +28,7 @@ from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
 from latent_bridge.service.reload import Reloader
-from latent_bridge.service.routes import admin, graph, health, metrics, modalities, retrieve, translate
+from latent_bridge.service.routes import admin, galleries, graph, health, metrics, modalities, retrieve, translate
 from latent_bridge.service.settings import Settings
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +46,11 @@ TAGS = [
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an API key."}
+GALLERIES_TAG = {
+    "name": "galleries",
+    "description": "Writes to galleries at run time, durable before the answer. Present only when the server "
+    "has an API key.",
+}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -120,7 +125,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         title="Latent Bridge",
         version=version("latent-bridge"),
         description=DESCRIPTION,
-        openapi_tags=[*TAGS, ADMIN_TAG] if keyed else TAGS,
+        openapi_tags=[*TAGS, ADMIN_TAG, GALLERIES_TAG] if keyed else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
@@ -141,11 +146,12 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
+    for router in (translate.router, retrieve.router, galleries.reader, graph.router, modalities.router, health.router):
         app.include_router(router)
     app.include_router(metrics.router)
-    if keyed:  # admin routes exist only behind a key
+    if keyed:  # admin routes, gallery writes included, exist only behind a key
         app.include_router(admin.router)
+        app.include_router(galleries.writer)
     return app
 
 

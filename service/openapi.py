@@ -66,6 +66,20 @@ def _guards(document: dict[str, Any], keyed: bool) -> dict[str, Any]:
     return document
 
 
+def _bounded_k(document: dict[str, Any], max_k: int) -> dict[str, Any]:
+    """State this server's max_k as the schema's maximum of every `k`, so clients know it up front."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "k":
+                    parameter["schema"]["maximum"] = max_k
+    for schema in document.get("components", {}).get("schemas", {}).values():
+        k = schema.get("properties", {}).get("k")
+        if k is not None and "maximum" in k:
+            k["maximum"] = max_k
+    return document
+
+
 def install_openapi(app: FastAPI, keyed: bool = False) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -76,7 +90,8 @@ def install_openapi(app: FastAPI, keyed: bool = False) -> None:
                 routes=app.routes,
                 tags=app.openapi_tags,
             )
-            app.openapi_schema = _guards(_problem_only(document), keyed)
+            max_k = app.state.settings.max_k
+            app.openapi_schema = _bounded_k(_guards(_problem_only(document), keyed), max_k)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import BundleDep
 from latent_bridge.service.responses import problems
-from latent_bridge.service.schemas import GalleryInfo, ModalitiesResponse, ModalityInfo
+from latent_bridge.service.routes.galleries import gallery_info
+from latent_bridge.service.schemas import ModalitiesResponse, ModalityInfo
 
 router = APIRouter(tags=["graph"])
 
@@ -21,11 +22,7 @@ def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
                 dim=m.dim,
                 normalization=m.normalization,
                 description=m.description,
-                gallery=None
-                if gallery is None
-                else GalleryInfo(
-                    size=gallery.size, index_type=gallery.spec.index_type, payload=sorted(gallery.payload)
-                ),
+                gallery=None if gallery is None else gallery_info(gallery),
             )
         )
     return infos

@@ -8,13 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
-from latent_bridge.service.errors import KOutOfRange, NoGallery
+from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors, NoGallery
 from latent_bridge.service.gallery import Gallery
+from latent_bridge.service.gallery_backend import SearchOptions
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
 from latent_bridge.service.routes.base import JSONBodyRoute
 from latent_bridge.service.routes.translate import resolve_route
-from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
+from latent_bridge.service.schemas import (
+    EFFORT_CEILING,
+    EFFORT_DOC,
+    EXCLUDE_SELF_DOC,
+    K_CEILING,
+    K_DOC,
+    RetrieveRequest,
+    RetrieveResponse,
+)
 from latent_bridge.service.translate import Matrix, run_route
 from latent_bridge.service.vectors import count_values, decode
 from starlette.concurrency import run_in_threadpool
@@ -51,13 +60,19 @@ def inline(served: Served, source: str, gallery: Gallery, values: int) -> bool:
 
 
 def search(
-    served: Served, route: Route, x: Matrix, gallery: Gallery, k: int, queries: list[int] | list[str]
+    served: Served,
+    route: Route,
+    x: Matrix,
+    gallery: Gallery,
+    k: int,
+    queries: list[int] | list[str],
+    options: SearchOptions | None = None,
 ) -> bytes:
     """Translate the queries along ``route``, search ``gallery`` and render the response bytes."""
     bundle, metrics = served.bundle, served.metrics
     y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
     started = time.perf_counter()
-    scores, rows = gallery.search(y, k)
+    results = gallery.search(y, k, options)
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
     metrics.count("retrieve", route.path, len(x))
     return json_bytes(
@@ -67,10 +82,7 @@ def search(
             "path": route.path,
             "fidelity": route.fidelity,
             "k": k,
-            "results": [
-                {"query": q, "hits": gallery.hits(s, r)}
-                for q, s, r in zip(queries, scores, rows, strict=True)
-            ],
+            "results": [{"query": q, "hits": hits} for q, hits in zip(queries, results, strict=True)],
         }
     )
 
@@ -92,18 +104,21 @@ async def retrieve_by_id(
     item: Annotated[
         str, Query(alias="id", description="Id of an item in the `from` gallery.", examples=["audio-7"])
     ],
-    k: Annotated[int, Query(ge=1, description="Results to return (at most the server's max_k).")] = 10,
+    k: Annotated[int, Query(ge=1, le=K_CEILING, description=K_DOC)] = 10,
+    exclude_self: Annotated[bool, Query(description=EXCLUDE_SELF_DOC)] = False,
+    effort: Annotated[int | None, Query(ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)] = None,
 ) -> Response:
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
     route = resolve_route(served.bundle, source, target, None)
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
-    x = query_gallery.vector(query_gallery.row_of(item))
+    x = query_gallery.vectors_of([item])
+    options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
     if inline(served, source, gallery, x.size):
-        content = search(served, route, x, gallery, k, [item])
+        content = search(served, route, x, gallery, k, [item], options)
     else:
-        content = await run_in_threadpool(search, served, route, x, gallery, k, [item])
+        content = await run_in_threadpool(search, served, route, x, gallery, k, [item], options)
     return Response(content, media_type="application/json")
 
 
@@ -111,10 +126,23 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
     route = resolve_route(served.bundle, body.source, body.target, body.path)
     source = served.bundle.modalities[body.source]
     limits = served.settings
-    x = decode(
-        body.vectors, body.vector, body.encoding, source.name, source.dim, limits.max_batch, limits.max_vector_length
-    )
-    return search(served, route, x, gallery, body.k, list(range(len(x))))
+    queries: list[int] | list[str]
+    if body.ids is not None:
+        if body.vector is not None or body.vectors is not None:
+            raise MalformedVectors("give `ids`, `vector` or `vectors`, only one of them")
+        if len(body.ids) > limits.max_batch:
+            raise BatchTooLarge(got=len(body.ids), limit=limits.max_batch)
+        x = gallery_of(served.bundle, body.source).vectors_of(body.ids)
+        queries = list(body.ids)
+    else:
+        x = decode(
+            body.vectors, body.vector, body.encoding, source.name, source.dim, limits.max_batch,
+            limits.max_vector_length,
+        )
+        queries = list(range(len(x)))
+    exclude = list(body.ids) if body.exclude_self and body.ids is not None else None
+    options = SearchOptions(where=body.where, exclude=exclude, effort=body.effort)
+    return search(served, route, x, gallery, body.k, queries, options)
 
 
 @router.post(
@@ -124,12 +152,14 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
     summary="Search a gallery with raw vectors",
 )
 async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Response:
-    """Translate the query `vectors` (or one `vector`) from `from` to `to` (best or pinned route) and return
-    the `k` nearest items of the `to` gallery per query."""
+    """Translate the query `vectors` (or one `vector`, or the stored items `ids` of the `from` gallery) from
+    `from` to `to` (best or pinned route) and return the `k` nearest items of the `to` gallery per query,
+    optionally only those whose payload matches `where`."""
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = gallery_of(served.bundle, body.target)
-    if inline(served, body.source, gallery, count_values(body.vectors, body.vector)):
+    values = served.bundle.modalities[body.source].dim * len(body.ids) if body.ids else 0
+    if inline(served, body.source, gallery, values or count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

@@ -7,13 +7,15 @@ import json
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.openapi import SNAPSHOT, render
+from latent_bridge.service.settings import Settings
 from testbundles import settings_for
 
+DEFAULT_MAX_K = Settings.model_fields["max_k"].default
 REGENERATE = "regenerate with `python -m latent_bridge.service.openapi` and review the diff"
 
 
-def served_document(chain_bundle: object) -> dict:  # type: ignore[type-arg]
-    with TestClient(create_app(settings_for(chain_bundle))) as client:  # type: ignore[arg-type]
+def served_document(chain_bundle: object, max_k: int = DEFAULT_MAX_K) -> dict:  # type: ignore[type-arg]
+    with TestClient(create_app(settings_for(chain_bundle, max_k=max_k))) as client:  # type: ignore[arg-type]
         response = client.get("/openapi.json")
         assert response.status_code == 200
         document: dict = response.json()  # type: ignore[type-arg]
@@ -30,9 +32,11 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
     document = served_document(chain_bundle)
     operations = [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
     ids = [op["operationId"] for _, _, op in operations]
-    assert len(ids) == len(set(ids)) == 9
+    assert len(ids) == len(set(ids)) == 11
     assert set(ids) == {
         "translate",
+        "get_gallery",
+        "get_item",
         "retrieve_by_id",
         "retrieve_by_vectors",
         "get_route",
@@ -71,3 +75,10 @@ def test_documented_examples_are_valid() -> None:
         assert examples, model
         for example in examples:  # type: ignore[union-attr]
             model.model_validate(example)
+
+
+def test_k_is_bounded_by_the_served_max_k(chain_bundle: object) -> None:
+    document = served_document(chain_bundle, max_k=20)
+    (k,) = [p for p in document["paths"]["/retrieve"]["get"]["parameters"] if p["name"] == "k"]
+    assert k["schema"]["maximum"] == 20
+    assert document["components"]["schemas"]["RetrieveRequest"]["properties"]["k"]["maximum"] == 20
