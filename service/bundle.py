@@ -19,6 +19,7 @@ import faiss
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
 from latent_bridge.service.settings import FidelityCriterion
 from latent_bridge.service.translate import Translator
 
@@ -94,6 +95,15 @@ def _open_translators(
         if hashlib.sha256(model).hexdigest() != edge.sha256:
             raise BundleError(
                 f"{bundle_dir / edge.file}: sha256 does not match the manifest's {edge.sha256[:12]}…"
+            )
+        try:
+            external = external_tensors(model)
+        except MalformedModel as exc:
+            raise BundleError(f"{bundle_dir / edge.file}: not a loadable ONNX model (protobuf: {exc})") from exc
+        if external:
+            raise BundleError(
+                f"{bundle_dir / edge.file}: tensor(s) {external[:5]} keep their data in another file "
+                "(ONNX external data); a translator must be one self-contained file"
             )
         translator = Translator(
             edge, model, dims[edge.source], dims[edge.target], bundle_dir / edge.file, threads
