@@ -4,6 +4,9 @@ the attack is sent over a socket and the test checks the server refuses it cheap
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bundle_edits import rehash
+from bundle_edits import edit_manifest, rehash
 from reliability_bundles import API_KEY, DIM
 from serverprocess import HOST, Server, command, free_port, running_server
 
@@ -117,3 +120,128 @@ def test_onnx_external_data_is_refused(bundle_one: Path, bundle_copy: Callable[[
             refused = http.post("/admin/reload", json={"bundle": str(evil)})
             assert refused.status_code == 422 and "external data" in refused.json()["detail"], refused.text
             assert http.get("/readyz").json()["bundle"] == bundle_one.name
+
+
+def _unreadable(b: Path) -> str:
+    (b / "translators/b__a.onnx").chmod(0)
+    return "translators/b__a.onnx"
+
+
+def _name_too_long(b: Path) -> str:
+    name = "translators/" + "x" * 300 + ".onnx"
+    edit_manifest(b, lambda m: m["edges"][0].update(file=name))
+    return name
+
+
+def _not_utf8(b: Path) -> str:
+    path = b / "manifest.json"
+    path.write_bytes(path.read_bytes().replace(b'"one"', b'"\xff\xfe"', 1))
+    return "manifest.json"
+
+
+def _deeply_nested(b: Path) -> str:
+    path = b / "manifest.json"
+    text = path.read_text()
+    path.write_text(text.replace('"training": {', '"training": {"deep": ' + "[" * 100_000 + "]" * 100_000 + ",", 1))
+    return "manifest.json"
+
+
+def _symlink_loop(b: Path) -> str:
+    (b / "translators/a__b.onnx").unlink()
+    (b / "translators/a__b.onnx").symlink_to("a__b.onnx")
+    return "translators/a__b.onnx"
+
+
+LOAD_FAILURES = {
+    "permission-denied": _unreadable,
+    "name-too-long": _name_too_long,
+    "not-utf8-manifest": _not_utf8,
+    "deeply-nested-manifest": _deeply_nested,
+    "symlink-loop": _symlink_loop,
+}
+# root reads any file: drop the capability that lets it, so a mode-000 file is unreadable for the server too
+AS_USER = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+SERVE_PREFIX = AS_USER if os.geteuid() == 0 and shutil.which("setpriv") else []
+
+
+@pytest.mark.parametrize("failure", sorted(LOAD_FAILURES))
+def test_every_load_failure_is_a_one_line_refusal_naming_the_file(
+    bundle_one: Path, bundle_copy: Callable[[Path], Path], failure: str
+) -> None:
+    bad = bundle_copy(bundle_one)
+    file = LOAD_FAILURES[failure](bad)
+    started = subprocess.run(
+        [*SERVE_PREFIX, *command(), "serve", "--bundle", str(bad), "--host", HOST, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = started.stderr.strip().splitlines()
+    assert started.returncode == 1 and len(lines) == 1, started.stderr[-3000:]
+    assert lines[0].startswith("latent-bridge: bundle refused: ") and file in lines[0], lines[0]
+    with running_server(bundle_one, env=ADMIN_ENV, prefix=SERVE_PREFIX) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
+            refused = http.post("/admin/reload", json={"bundle": str(bad)})
+            assert refused.status_code == 422, refused.text[-2000:]
+            assert refused.json()["type"].endswith("bundle-refused") and file in refused.json()["detail"]
+            assert http.get("/readyz").json()["bundle"] == bundle_one.name
+            assert "connection" not in refused.headers  # the connection stays open for the next request
+        assert "Traceback" not in server.log()
+
+
+def test_a_500_says_connection_close(bundle_one: Path) -> None:
+    """Starlette re-raises after the 500 and uvicorn closes the connection: the answer must say so."""
+    import uvicorn
+    from latent_bridge.service.app import create_app
+    from reliability_bundles import settings_for
+
+    app = create_app(settings_for(bundle_one))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with socket.create_connection((HOST, port), timeout=10) as conn:
+            conn.sendall(f"GET /boom HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        head = reply.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 500") and b"\r\nconnection: close" in head, head
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_oversized_files_are_refused_before_they_are_read(bundle_one: Path, bundle_copy: Callable[[Path], Path]) -> None:
+    """A 3 GiB sparse .onnx with a wrong sha256, and a 400 MB manifest: refused by size, at once."""
+    huge_model = bundle_copy(bundle_one)
+    with (huge_model / "translators/a__b.onnx").open("r+b") as f:
+        f.truncate(3 << 30)
+    huge_manifest = Path(shutil.copytree(bundle_one, huge_model.parent / "huge-manifest"))
+    with (huge_manifest / "manifest.json").open("ab") as f:
+        f.truncate(400 << 20)  # trailing zero bytes: sparse, costs no disk
+    with running_server(bundle_one, env=ADMIN_ENV) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
+            before = rss_mib(server.process.pid)
+            for bad, file in ((huge_model, "translators/a__b.onnx"), (huge_manifest, "manifest.json")):
+                started = time.monotonic()
+                refused = http.post("/admin/reload", json={"bundle": str(bad)})
+                assert time.monotonic() - started < 2
+                assert refused.status_code == 422, refused.text
+                assert str(bad / file) in refused.json()["detail"] and "over the limit" in refused.json()["detail"]
+            assert rss_mib(server.process.pid) < before + 20
