@@ -28,7 +28,7 @@ from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
 from latent_bridge.service.reload import Reloader
-from latent_bridge.service.routes import admin, graph, health, metrics, modalities, retrieve, translate
+from latent_bridge.service.routes import admin, graph, health, metrics, retrieve, translate
 from latent_bridge.service.settings import Settings
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
+    for router in (translate.router, retrieve.router, graph.router, health.router):
         app.include_router(router)
     app.include_router(metrics.router)
     if keyed:  # admin routes exist only behind a key

@@ -20,10 +20,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MAX_MANIFEST_BYTES = 4 << 20
+# The bundle layout and the translators' ONNX signature: training writes these, the service checks them.
+TRANSLATORS_DIR = "translators"
+INDEX_DIR = "index"
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "output"
 
 EdgeKind = Literal["identity", "centroid", "procrustes", "ridge", "cca", "mlp"]
 EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "procrustes", "ridge", "cca", "mlp")
 IndexType = Literal["flat", "ivf", "hnsw"]
+
+
+def edge_key(source: str, target: str) -> str:
+    return f"{source}__{target}"
+
+
+def translator_file(source: str, target: str) -> str:
+    """Where the ONNX translator of edge ``source``→``target`` lives, relative to the bundle."""
+    return f"{TRANSLATORS_DIR}/{edge_key(source, target)}.onnx"
+
+
+def gallery_files(modality: str) -> tuple[str, str]:
+    """The FAISS index and its id/payload table of ``modality``'s gallery, relative to the bundle."""
+    return f"{INDEX_DIR}/{modality}.faiss", f"{INDEX_DIR}/{modality}.parquet"
 
 
 class BundleError(Exception):
@@ -72,7 +91,7 @@ class EdgeSpec(_Strict):
 
     @property
     def key(self) -> str:
-        return f"{self.source}__{self.target}"
+        return edge_key(self.source, self.target)
 
 
 class GallerySpec(_Strict):

@@ -13,7 +13,6 @@ from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
 from latent_bridge.service.routes.base import JSONBodyRoute
-from latent_bridge.service.routes.translate import resolve_route
 from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
 from latent_bridge.service.translate import Matrix, run_route
 from latent_bridge.service.vectors import count_values, decode
@@ -97,7 +96,7 @@ async def retrieve_by_id(
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
-    route = resolve_route(served.bundle, source, target, None)
+    route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
     x = query_gallery.vector(query_gallery.row_of(item))
     if inline(served, source, gallery, x.size):
@@ -108,7 +107,7 @@ async def retrieve_by_id(
 
 
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
-    route = resolve_route(served.bundle, body.source, body.target, body.path)
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
     source = served.bundle.modalities[body.source]
     limits = served.settings
     x = decode(
