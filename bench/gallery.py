@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,10 +37,16 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from latent_bridge.service.gallery import open_gallery  # noqa: E402
 from latent_bridge.service.gallery_backend import SearchOptions  # noqa: E402
-from latent_bridge.service.manifest import SCHEMA_VERSION, Manifest, ModalitySpec, read_manifest, write_manifest  # noqa: E402
+from latent_bridge.service.manifest import (  # noqa: E402
+    SCHEMA_VERSION,
+    Lineage,
+    Manifest,
+    ModalitySpec,
+    read_manifest,
+    write_manifest,
+)
 from latent_bridge.training.galleries import CHUNK_ROWS, Chunk, GalleryRows  # noqa: E402
 from latent_bridge.training.indexing import IndexOptions, _rebuilt  # noqa: E402
-from latent_bridge.service.manifest import Lineage  # noqa: E402
 from serverprocess import running_server  # noqa: E402
 
 KEY = "bench-admin-key-0123456789"
@@ -151,7 +156,9 @@ def upserts(base: str, gen: Generator, batches: int, batch: int) -> float:
         return batches * batch / (time.perf_counter() - started)
 
 
-def run_type(args: argparse.Namespace, index_type: str, gen: Generator, queries: Path, held_out: np.ndarray) -> dict[str, object]:
+def run_type(
+    args: argparse.Namespace, index_type: str, gen: Generator, queries: Path, held_out: np.ndarray
+) -> dict[str, object]:
     rows = args.hnsw_rows if index_type == "hnsw" and args.hnsw_rows else args.rows
     bundle = args.work / f"g-{index_type}-{rows}"
     shutil.rmtree(bundle, ignore_errors=True)

@@ -21,14 +21,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
 from latent_bridge.service.auth import APIKeyMiddleware
-from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
 from latent_bridge.service.errors import install_error_handlers
 from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
 from latent_bridge.service.reload import Reloader
-from latent_bridge.service.routes import admin, galleries, graph, health, metrics, modalities, retrieve, translate
+from latent_bridge.service.routes import admin, galleries, graph, health, metrics, retrieve, translate
 from latent_bridge.service.settings import Settings
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,7 +89,9 @@ class RequestIdMiddleware:
 def open_bundle(settings: Settings) -> Bundle:
     if settings.bundle is None:
         raise BundleError("no bundle given: set LATENT_BRIDGE_BUNDLE or pass --bundle")
-    return load_bundle(settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads)
+    return load_bundle(
+        settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads, load_limits(settings)
+    )
 
 
 def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -> FastAPI:
@@ -146,7 +148,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (translate.router, retrieve.router, galleries.reader, graph.router, modalities.router, health.router):
+    for router in (translate.router, retrieve.router, galleries.reader, graph.router, health.router):
         app.include_router(router)
     app.include_router(metrics.router)
     if keyed:  # admin routes, gallery writes included, exist only behind a key

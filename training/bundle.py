@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 from latent_bridge.service.manifest import (
+    INDEX_DIR,
     SCHEMA_VERSION,
+    TRANSLATORS_DIR,
     EdgeMetrics,
     EdgeSpec,
     GallerySpec,
@@ -28,6 +30,8 @@ from latent_bridge.service.manifest import (
     Lineage,
     Manifest,
     ModalitySpec,
+    edge_key,
+    translator_file,
     write_manifest,
 )
 from latent_bridge.training.datasets.reader import ModalityData
@@ -53,7 +57,7 @@ class EdgeArtifact:
 
     @property
     def key(self) -> str:
-        return f"{self.source}__{self.target}"
+        return edge_key(self.source, self.target)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -79,8 +83,8 @@ def staged_bundle(out: Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        (staging / "translators").mkdir()
-        (staging / "index").mkdir()
+        (staging / TRANSLATORS_DIR).mkdir()
+        (staging / INDEX_DIR).mkdir()
         yield staging
         os.rename(staging, out)
     except BaseException:
@@ -103,7 +107,7 @@ def write_gallery(staging: Path, data: ModalityData, index_type: IndexType) -> G
 
 
 def edge_spec(staging: Path, artifact: EdgeArtifact) -> EdgeSpec:
-    file = f"translators/{artifact.key}.onnx"
+    file = translator_file(artifact.source, artifact.target)
     digest = _write(staging / file, artifact.onnx_bytes)
     return EdgeSpec(
         source=artifact.source,

@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 from latent_bridge.service.gallery_table import build_lookup
-from latent_bridge.service.manifest import GallerySearch, GallerySpec, IndexType
+from latent_bridge.service.manifest import GallerySearch, GallerySpec, IndexType, gallery_files
 
 CHUNK_ROWS = 65_536
 HNSW_M = 32
@@ -198,8 +198,7 @@ def write_gallery_files(
     progress: Callable[[int], None] | None = None,
 ) -> GallerySpec:
     """Write the four files of ``rows``' gallery into ``staging/index`` and return its manifest entry."""
-    files = {k: f"index/{rows.name}.{ext}" for k, ext in
-             (("index", "faiss"), ("ids", "arrow"), ("vectors", "vectors.npy"), ("lookup", "lookup.npy"))}
+    files = gallery_files(rows.name)
     (staging / "index").mkdir(parents=True, exist_ok=True)
     mean, ids = _write_columns(rows, staging, files)
     _write_lookup(rows, ids, staging / files["lookup"])

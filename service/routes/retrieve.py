@@ -14,7 +14,6 @@ from latent_bridge.service.gallery_backend import SearchOptions
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
 from latent_bridge.service.routes.base import JSONBodyRoute
-from latent_bridge.service.routes.translate import resolve_route
 from latent_bridge.service.schemas import (
     EFFORT_CEILING,
     EFFORT_DOC,
@@ -74,7 +73,7 @@ def search(
     started = time.perf_counter()
     results = gallery.search(y, k, options)
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
-    metrics.count("retrieve", route.path, len(x))
+    metrics.count("retrieve", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": route.path[0],
@@ -111,7 +110,7 @@ async def retrieve_by_id(
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
-    route = resolve_route(served.bundle, source, target, None)
+    route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
     x = query_gallery.vectors_of([item])
     options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
@@ -123,7 +122,7 @@ async def retrieve_by_id(
 
 
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
-    route = resolve_route(served.bundle, body.source, body.target, body.path)
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
     source = served.bundle.modalities[body.source]
     limits = served.settings
     queries: list[int] | list[str]
