@@ -81,11 +81,17 @@ def search_limits(index_type: IndexType, nlist: int) -> GallerySearch:
 
 def tune(gallery: Gallery, queries: np.ndarray, source: str, target: float) -> GallerySearch:
     """The smallest effort whose recall@10 reaches ``target`` (the largest tried if none does)."""
+    open_wide = gallery.spec.search
+    if open_wide.parameter is None:  # exact search: recall 1 by definition, only latency to measure
+        p50, p99 = latency_ms(gallery, queries, None)
+        return open_wide.model_copy(
+            update={"recall_at_10": 1.0, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+                    "queries": len(queries[:LATENCY_QUERIES]), "query_source": source}
+        )
     mean = gallery.mean if gallery.mean is not None else np.zeros(gallery.dim, np.float32)
     assert gallery.vectors is not None
     rows = exact_neighbours(gallery.vectors, mean, queries)
     truth = [{h[0] for h in gallery.table.records([int(r) for r in row if r >= 0])} for row in rows]
-    open_wide = gallery.spec.search
     steps: tuple[int | None, ...] = (None,)
     if open_wide.parameter == "efSearch":
         steps = EF_STEPS

@@ -111,3 +111,19 @@ def test_a_bad_corpus_is_refused_naming_the_file(
               "--out", str(tmp_path / "o"), "--quiet"])
     assert str(bad) in str(exited.value) and reason in str(exited.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_train_with_gallery_data_indexes_the_corpus_in_the_same_run(trained: tuple[Path, Path], corpus: Path,
+                                                                    tmp_path: Path) -> None:
+    folder = tmp_path / "galleries"
+    folder.mkdir()
+    (folder / "c.parquet").write_bytes(corpus.read_bytes())
+    out = tmp_path / "with-corpus"
+    main(["train", "--data", str(trained[0]), "--edges", "a:b,b:c", "--kind", "ridge", "--out", str(out),
+          "--gallery-data", str(folder), "--gallery-index-type", "flat", "--quiet"])
+    built = manifest(out)
+    sizes = {g["modality"]: g["size"] for g in built["galleries"]}
+    assert sizes == {"a": TRAINING_ROWS, "b": TRAINING_ROWS, "c": CORPUS_ROWS}
+    assert built["lineage"] == {"parent": None, "parent_fingerprint": None, "new_edges": built["lineage"]["new_edges"],
+                                "new_galleries": ["c"], "folded_writes": {}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["galleries", "with-corpus"]  # no trained leftover
