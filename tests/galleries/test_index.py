@@ -127,3 +127,19 @@ def test_train_with_gallery_data_indexes_the_corpus_in_the_same_run(trained: tup
     assert built["lineage"] == {"parent": None, "parent_fingerprint": None, "new_edges": built["lineage"]["new_edges"],
                                 "new_galleries": ["c"], "folded_writes": {}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["galleries", "with-corpus"]  # no trained leftover
+
+
+def test_a_filter_leaving_many_rows_goes_through_the_ann_index(
+    indexed: Path, trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above EXACT_SUBSET_MAX rows a filter becomes a FAISS selector on the HNSW search itself."""
+    import latent_bridge.service.gallery as gallery_module
+
+    monkeypatch.setattr(gallery_module, "EXACT_SUBSET_MAX", 0)
+    a = np.stack(pd.read_parquet(trained[0] / "a.parquet")["embedding"].to_list())[17]
+    with TestClient(create_app(settings_for(indexed))) as client:
+        body = {"from": "a", "to": "c", "vector": a.tolist(), "k": 10}
+        extra = client.post("/retrieve", json=body | {"where": {"shelf": "extra"}}).json()["results"][0]["hits"]
+        assert len(extra) == 10 and {h["payload"]["shelf"] for h in extra} == {"extra"}
+        train = client.post("/retrieve", json=body | {"where": {"shelf": ["train"]}}).json()["results"][0]["hits"]
+        assert train[0]["id"] == "doc-17" and {h["payload"]["shelf"] for h in train} == {"train"}
