@@ -28,7 +28,7 @@ from latent_bridge.service.errors import (
     UnknownPayloadColumn,
     WritesUnavailable,
 )
-from latent_bridge.service.gallery_backend import Hit, Matrix, SearchOptions, WriteResult
+from latent_bridge.service.gallery_backend import GalleryBackend, Hit, Matrix, SearchOptions, WriteResult
 from latent_bridge.service.gallery_table import GalleryTable, Where, jsonable, open_table
 from latent_bridge.service.manifest import BundleError, GallerySpec, Manifest
 from latent_bridge.service.writelog import Record, WriteLog, writes_dir
@@ -227,6 +227,11 @@ class Gallery:
 
     def count(self) -> int:
         return self._base_live + self.delta.live
+
+    def live_base_rows(self) -> np.ndarray:
+        """Rows of the base neither deleted nor replaced since the bundle was written."""
+        alive = self._alive
+        return np.arange(self.size) if alive is None else np.flatnonzero(alive)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -540,4 +545,9 @@ def open_gallery(spec: GallerySpec, bundle_dir: Path, manifest: Manifest, replay
     if replay:
         log_path = writes_dir(bundle_dir) / f"{spec.modality}.log"
         gallery.attach_log(WriteLog(log_path, manifest.name, manifest.fingerprint))
+    return gallery
+
+
+def _conforms(gallery: Gallery) -> GalleryBackend:
+    """mypy checks here that the FAISS gallery implements the backend interface."""
     return gallery

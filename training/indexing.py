@@ -213,8 +213,7 @@ def index_corpora(
 
 def live_rows(gallery: Gallery, source: str) -> GalleryRows:
     """A gallery's live items (base rows not deleted or replaced, then run-time writes) as rows."""
-    alive = gallery._alive  # noqa: SLF001 - compaction reads the gallery's state as it stands
-    base = np.arange(gallery.size) if alive is None else np.flatnonzero(alive)
+    base = gallery.live_base_rows()
     delta = gallery.delta
     slots = np.flatnonzero(delta.alive[: len(delta.ids)])
     columns = gallery.payload_columns()
