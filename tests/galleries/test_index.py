@@ -143,3 +143,16 @@ def test_a_filter_leaving_many_rows_goes_through_the_ann_index(
         assert len(extra) == 10 and {h["payload"]["shelf"] for h in extra} == {"extra"}
         train = client.post("/retrieve", json=body | {"where": {"shelf": ["train"]}}).json()["results"][0]["hits"]
         assert train[0]["id"] == "doc-17" and {h["payload"]["shelf"] for h in train} == {"train"}
+
+
+def test_ivf_pq_is_tuned_with_exact_rescoring_and_served(trained: tuple[Path, Path], corpus: Path,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "pq"
+    main(["index", "--bundle", str(trained[1]), "--modality", "c", "--data", str(corpus),
+          "--index-type", "ivf-pq", "--out", str(out), "--quiet"])
+    (c,) = [g for g in manifest(out)["galleries"] if g["modality"] == "c"]
+    assert c["index_type"] == "ivf-pq" and c["search"]["parameter"] == "nprobe"
+    assert c["search"]["rerank"] > 1 and c["search"]["recall_at_10"] >= 0.95
+    with TestClient(create_app(settings_for(out))) as client:
+        top = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 3}).json()
+        assert top["results"][0]["hits"][0]["id"] == "doc-17"
