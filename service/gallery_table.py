@@ -82,6 +82,8 @@ class GalleryTable:
         self.payload_columns = [c for c in table.column_names if c not in RESERVED_COLUMNS]
         self.payload_types = {c: table.schema.field(c).type for c in self.payload_columns}
         self.has_sample = "sample" in table.column_names
+        self.batches = table.to_batches()
+        self.batch_starts = np.cumsum([0] + [b.num_rows for b in self.batches])[:-1].astype(np.int64)
 
     @property
     def size(self) -> int:
@@ -108,6 +110,19 @@ class GalleryTable:
         found = [self.row_of(item) for item, hit in zip(items, self.hashes[at] == hashes, strict=True) if hit]
         return np.array([r for r in found if r is not None], dtype=np.int64)
 
+    def take(self, rows: Sequence[int]) -> pa.Table:
+        """Rows in the given order, taken batch by batch: ``Table.take`` on a table of many record batches
+        first concatenates whole columns, milliseconds per query at a million rows."""
+        wanted = np.asarray(rows, dtype=np.int64)
+        chunk = np.searchsorted(self.batch_starts, wanted, side="right") - 1
+        pieces = []
+        for c in np.unique(chunk):
+            at = np.flatnonzero(chunk == c)
+            pieces.append((at, self.batches[c].take(pa.array(wanted[at] - self.batch_starts[c]))))
+        order = np.argsort(np.concatenate([at for at, _ in pieces]), kind="stable")
+        joined = pa.Table.from_batches([b for _, b in pieces], schema=self.table.schema)
+        return joined.take(pa.array(order)) if len(pieces) > 1 else joined
+
     def first_ids(self, n: int) -> list[str]:
         return [str(v) for v in self.ids.slice(0, n).to_pylist()]
 
@@ -115,7 +130,7 @@ class GalleryTable:
         """(id, sample, payload) of each row, in order; only these rows become Python objects."""
         if not len(rows):
             return []
-        picked = self.table.take(pa.array(rows, pa.int64()))
+        picked = self.take(rows)
         ids = picked.column("id").to_pylist()
         samples = picked.column("sample").to_pylist() if self.has_sample else [""] * len(ids)
         columns = {c: picked.column(c).to_pylist() for c in self.payload_columns}
