@@ -227,7 +227,9 @@ def rss_mib(pid: int) -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
-def test_oversized_files_are_refused_before_they_are_read(bundle_one: Path, bundle_copy: Callable[[Path], Path]) -> None:
+def test_oversized_files_are_refused_before_they_are_read(
+    bundle_one: Path, bundle_copy: Callable[[Path], Path]
+) -> None:
     """A 3 GiB sparse .onnx with a wrong sha256, and a 400 MB manifest: refused by size, at once."""
     huge_model = bundle_copy(bundle_one)
     with (huge_model / "translators/a__b.onnx").open("r+b") as f:
@@ -245,3 +247,31 @@ def test_oversized_files_are_refused_before_they_are_read(bundle_one: Path, bund
                 assert refused.status_code == 422, refused.text
                 assert str(bad / file) in refused.json()["detail"] and "over the limit" in refused.json()["detail"]
             assert rss_mib(server.process.pid) < before + 20
+
+
+def strict_json(response: httpx.Response) -> object:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a JSON answer: {response.text[:200]}")
+
+    return json.loads(response.text, parse_constant=refuse)
+
+
+def test_answers_are_finite_or_refused(server: Server) -> None:
+    """[3e38] * d is finite float32, but overflows along a route: never NaN/Infinity in JSON, never an
+    empty hit list in silence."""
+    huge = [3e38] * DIM
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        for body in (
+            {"from": "a", "to": "b", "vector": huge, "normalize": False},
+            {"from": "a", "to": "b", "vector": huge},
+            {"from": "a", "to": "b", "vector": huge, "confidence": True},
+            {"from": "a", "to": "b", "vector": huge, "encoding": "float", "normalize": False},
+        ):
+            answer = http.post("/translate", json=body)
+            body_json = strict_json(answer)
+            assert answer.status_code in (200, 422), answer.text
+            if answer.status_code == 422:
+                assert body_json["type"].endswith("non-finite-output")  # type: ignore[index]
+        refused = http.post("/retrieve", json={"from": "a", "to": "b", "vector": huge, "k": 3})
+        assert refused.status_code == 422 and strict_json(refused)["type"].endswith("non-finite-output")  # type: ignore[index]
+        assert http.post("/translate", json={"from": "a", "to": "b", "vector": huge}).status_code == 422
