@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from bundle_edits import edit_manifest, rehash
 from reliability_bundles import API_KEY, DIM
@@ -275,3 +276,40 @@ def test_answers_are_finite_or_refused(server: Server) -> None:
         refused = http.post("/retrieve", json={"from": "a", "to": "b", "vector": huge, "k": 3})
         assert refused.status_code == 422 and strict_json(refused)["type"].endswith("non-finite-output")  # type: ignore[index]
         assert http.post("/translate", json={"from": "a", "to": "b", "vector": huge}).status_code == 422
+
+
+def big_translator(bundle: Path, hidden: int) -> None:
+    """a→b as input·W1·W2 with a wide hidden layer (8 × hidden and hidden × 8 floats): a heavy model."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((DIM, hidden), dtype=np.float32) / hidden, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((hidden, DIM), dtype=np.float32), "w2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["output"])],
+        "big",
+        [helper.make_tensor_value_info("input", 1, ["n", DIM])],
+        [helper.make_tensor_value_info("output", 1, ["n", DIM])],
+        initializer=[w1, w2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (bundle / "translators/a__b.onnx").write_bytes(model.SerializeToString())
+    rehash(bundle, "translators/a__b.onnx")
+
+
+def test_refused_reloads_keep_no_memory(bundle_one: Path, bundle_copy: Callable[[Path], Path]) -> None:
+    """A bundle refused late (heavy translators loaded, then a damaged gallery): 20 refusals in a row must
+    not grow the server."""
+    heavy = bundle_copy(bundle_one)
+    big_translator(heavy, hidden=1 << 19)  # 2 × 16 MiB of weights
+    path = heavy / "index/b.faiss"
+    path.write_bytes(path.read_bytes()[:100])
+    rehash(heavy, "index/b.faiss")
+    with running_server(bundle_one, env=ADMIN_ENV) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
+            sizes = []
+            for _ in range(20):
+                refused = http.post("/admin/reload", json={"bundle": str(heavy)})
+                assert refused.status_code == 422 and "index/b.faiss" in refused.json()["detail"], refused.text
+                sizes.append(rss_mib(server.process.pid))
+    assert sizes[-1] < sizes[1] * 1.1, sizes
