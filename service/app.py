@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
 from latent_bridge.service.auth import APIKeyMiddleware
-from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
 from latent_bridge.service.errors import install_error_handlers
 from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
@@ -84,7 +84,9 @@ class RequestIdMiddleware:
 def open_bundle(settings: Settings) -> Bundle:
     if settings.bundle is None:
         raise BundleError("no bundle given: set LATENT_BRIDGE_BUNDLE or pass --bundle")
-    return load_bundle(settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads)
+    return load_bundle(
+        settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads, load_limits(settings)
+    )
 
 
 def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -> FastAPI:

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         description="Requests with at most this many input numbers run on the event loop (cheaper than a "
         "thread hop); larger ones run in the thread pool so they never block other requests.",
     )
+    max_manifest_bytes: int = Field(
+        default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
+    )
+    max_translator_bytes: int = Field(
+        default=256 * MiB,
+        ge=1024,
+        le=1 << 34,
+        description="Largest translator (.onnx) file; each is read into memory to be hashed and loaded.",
+    )
     fidelity: FidelityCriterion = Field(
         default="cycle_cosine",
         description="Edge metric used as routing fidelity: the seeds' reconstruction cosine, "

@@ -58,7 +58,7 @@ def search(
     started = time.perf_counter()
     scores, rows = gallery.search(y, k)
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
-    metrics.count("retrieve", route.path, len(x))
+    metrics.count("retrieve", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": route.path[0],

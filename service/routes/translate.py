@@ -45,7 +45,7 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
         confidence = round_trip_cosine(x, back, None if gallery is None else gallery.mean).tolist()
     if request.normalize:
         y = unit_rows(y)
-    metrics.count("translate", route.path, len(x))
+    metrics.count("translate", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": source.name,
