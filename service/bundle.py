@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.media import Media, open_media
 from latent_bridge.service.settings import FidelityCriterion
 from latent_bridge.service.translate import Translator
 
@@ -37,6 +39,8 @@ class Bundle:
     galleries: dict[str, Gallery]
     graph: ModalityGraph
     load_seconds: float = 0.0
+    encoders: dict[str, Encoder] = field(default_factory=dict)
+    media: dict[str, Media] = field(default_factory=dict)
     modalities: dict[str, ModalitySpec] = field(init=False)
     l2_inputs: frozenset[str] = field(init=False)
 
@@ -122,6 +126,7 @@ def load_bundle(
     criterion: FidelityCriterion = "cycle_cosine",
     ort_threads: int = 1,
     faiss_threads: int = 1,
+    encoder_threads: int = 2,
 ) -> Bundle:
     """Validate and open everything; raise ``BundleError`` on the first problem."""
     started = time.perf_counter()
@@ -134,6 +139,8 @@ def load_bundle(
     translators = _open_translators(bundle_dir, manifest, ort_threads)
     galleries = _open_galleries(bundle_dir, manifest)
     graph = ModalityGraph(manifest, criterion)
+    encoders = open_encoders(bundle_dir, manifest, encoder_threads)
+    media = open_media(bundle_dir, manifest)
     seconds = time.perf_counter() - started
     log.info(
         "loaded bundle %s (%d modalities, %d edges, %d galleries) in %.2fs",
@@ -143,4 +150,4 @@ def load_bundle(
         len(galleries),
         seconds,
     )
-    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds)
+    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media)
