@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bundle", type=Path, required=True)
     ev.add_argument("--data", type=Path, required=True)
     ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md, *.png")
-    ev.add_argument("--seed", type=int, default=0, help="the split seed the bundle was trained with")
+    ev.add_argument("--seed", type=int, default=None,
+                    help="the split seed (default: the one the bundle was trained with, from its manifest)")
     ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="build datasets")

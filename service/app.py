@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
 from latent_bridge.service.auth import OPEN_PATHS, APIKeyMiddleware
-from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
 from latent_bridge.service.errors import install_error_handlers
 from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
@@ -35,7 +35,6 @@ from latent_bridge.service.routes import (
     health,
     media,
     metrics,
-    modalities,
     page,
     retrieve,
     translate,
@@ -96,7 +95,7 @@ def open_bundle(settings: Settings) -> Bundle:
     if settings.bundle is None:
         raise BundleError("no bundle given: set LATENT_BRIDGE_BUNDLE or pass --bundle")
     return load_bundle(
-        settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads, settings.encoder_threads
+        settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads, load_limits(settings)
     )
 
 
@@ -156,7 +155,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
+    for router in (translate.router, retrieve.router, graph.router, health.router):
         app.include_router(router)
     for router in (embed.router, media.router, page.router):
         app.include_router(router)

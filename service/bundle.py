@@ -19,9 +19,10 @@ import faiss
 from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
-from latent_bridge.service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
 from latent_bridge.service.media import Media, open_media
-from latent_bridge.service.settings import FidelityCriterion
+from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
+from latent_bridge.service.settings import FidelityCriterion, Settings
 from latent_bridge.service.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,19 @@ class Bundle:
         return self.manifest.fingerprint
 
 
+@dataclass(frozen=True)
+class LoadLimits:
+    """What a bundle may cost to load; files over a size limit are refused before a byte is read."""
+
+    manifest_bytes: int = MAX_MANIFEST_BYTES
+    translator_bytes: int = 256 << 20
+    encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
+
+
+def load_limits(settings: Settings) -> LoadLimits:
+    return LoadLimits(settings.max_manifest_bytes, settings.max_translator_bytes, settings.encoder_threads)
+
+
 def _inside(bundle_dir: Path, relative: str) -> Path:
     path = (bundle_dir / relative).resolve()
     if not path.is_relative_to(bundle_dir.resolve()):
@@ -77,7 +91,8 @@ def _sha256(path: Path) -> str:
 
 
 def checked_file(bundle_dir: Path, relative: str, sha256: str) -> Path:
-    """The file's path once it is inside the bundle, present and has the manifest's sha256."""
+    """The file's path once it is inside the bundle, present and has the manifest's sha256 (hashed in
+    chunks: nothing is held in memory)."""
     path = _inside(bundle_dir, relative)
     actual = _sha256(path)
     if actual != sha256:
@@ -87,21 +102,49 @@ def checked_file(bundle_dir: Path, relative: str, sha256: str) -> Path:
     return path
 
 
+def checked_bytes(bundle_dir: Path, relative: str, sha256: str, limit: int, setting: str) -> bytes:
+    """The file's bytes once its size is within ``limit`` (checked before reading) and its sha256, hashed
+    chunk by chunk as it is read, matches the manifest's."""
+    path = _inside(bundle_dir, relative)
+    size = path.stat().st_size
+    if size > limit:
+        raise BundleError(f"{bundle_dir / relative}: {size} bytes, over the limit of {limit} ({setting})")
+    digest, chunks, read = hashlib.sha256(), [], 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            read += len(chunk)
+            if read > limit:
+                raise BundleError(f"{bundle_dir / relative}: grew past the limit of {limit} bytes ({setting})")
+            digest.update(chunk)
+            chunks.append(chunk)
+    if digest.hexdigest() != sha256:
+        raise BundleError(
+            f"{bundle_dir / relative}: sha256 {digest.hexdigest()[:12]}… does not match the manifest's "
+            f"{sha256[:12]}…"
+        )
+    return b"".join(chunks)
+
+
 def _open_translators(
-    bundle_dir: Path, manifest: Manifest, threads: int
+    bundle_dir: Path, manifest: Manifest, threads: int, limits: LoadLimits
 ) -> dict[tuple[str, str], Translator]:
     dims = {m.name: m.dim for m in manifest.modalities}
     translators = {}
     for edge in manifest.edges:
-        path = _inside(bundle_dir, edge.file)
-        model = path.read_bytes()
-        if hashlib.sha256(model).hexdigest() != edge.sha256:
+        model = checked_bytes(bundle_dir, edge.file, edge.sha256, limits.translator_bytes, "max_translator_bytes")
+        try:
+            external = external_tensors(model)
+        except MalformedModel as exc:
+            raise BundleError(f"{bundle_dir / edge.file}: not a loadable ONNX model (protobuf: {exc})") from exc
+        if external:
             raise BundleError(
-                f"{bundle_dir / edge.file}: sha256 does not match the manifest's {edge.sha256[:12]}…"
+                f"{bundle_dir / edge.file}: tensor(s) {external[:5]} keep their data in another file "
+                "(ONNX external data); a translator must be one self-contained file"
             )
         translator = Translator(
             edge, model, dims[edge.source], dims[edge.target], bundle_dir / edge.file, threads
         )
+        del model
         translator.warm_up(bundle_dir / edge.file, WARM_UP_BATCH)
         translators[edge.source, edge.target] = translator
     return translators
@@ -126,20 +169,35 @@ def load_bundle(
     criterion: FidelityCriterion = "cycle_cosine",
     ort_threads: int = 1,
     faiss_threads: int = 1,
-    encoder_threads: int = 2,
+    limits: LoadLimits | None = None,
 ) -> Bundle:
-    """Validate and open everything; raise ``BundleError`` on the first problem."""
+    """Validate and open everything; raise ``BundleError`` on the first problem, whatever it is: an
+    unreadable file (permissions, a name too long, ...) too, naming the file, never another exception."""
+    try:
+        return _load(Path(bundle_dir), criterion, ort_threads, faiss_threads, limits or LoadLimits())
+    except BundleError:
+        raise
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else bundle_dir
+        raise BundleError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except Exception as exc:  # a library's own exception on a file it could not parse
+        log.debug("bundle %s failed to load", bundle_dir, exc_info=True)
+        raise BundleError(f"{bundle_dir}: cannot be loaded ({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+def _load(
+    bundle_dir: Path, criterion: FidelityCriterion, ort_threads: int, faiss_threads: int, limits: LoadLimits
+) -> Bundle:
     started = time.perf_counter()
-    bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise BundleError(f"{bundle_dir}: not a bundle folder (missing)")
     if faiss_threads:
         faiss.omp_set_num_threads(faiss_threads)
-    manifest = read_manifest(bundle_dir)
-    translators = _open_translators(bundle_dir, manifest, ort_threads)
+    manifest = read_manifest(bundle_dir, limits.manifest_bytes)
+    translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
     galleries = _open_galleries(bundle_dir, manifest)
     graph = ModalityGraph(manifest, criterion)
-    encoders = open_encoders(bundle_dir, manifest, encoder_threads)
+    encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
     media = open_media(bundle_dir, manifest)
     seconds = time.perf_counter() - started
     log.info(

@@ -254,6 +254,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
     if request_id is not None:  # answered outside RequestIdMiddleware (by Starlette's ServerErrorMiddleware)
         response.headers["x-request-id"] = request_id
+    # Starlette re-raises after this answer and uvicorn then closes the connection: say so, or a client
+    # reusing the keep-alive connection meets a reset.
+    response.headers["connection"] = "close"
     return response
 
 

@@ -10,19 +10,39 @@ gallery's own centring, which is stored inside the FAISS index as a pre-transfor
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+MAX_MANIFEST_BYTES = 4 << 20
+# The bundle layout and the translators' ONNX signature: training writes these, the service checks them.
+TRANSLATORS_DIR = "translators"
+INDEX_DIR = "index"
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "output"
 
 EdgeKind = Literal["identity", "centroid", "procrustes", "ridge", "cca", "mlp"]
 EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "procrustes", "ridge", "cca", "mlp")
 IndexType = Literal["flat", "ivf", "hnsw"]
+
+
+def edge_key(source: str, target: str) -> str:
+    return f"{source}__{target}"
+
+
+def translator_file(source: str, target: str) -> str:
+    """Where the ONNX translator of edge ``source``→``target`` lives, relative to the bundle."""
+    return f"{TRANSLATORS_DIR}/{edge_key(source, target)}.onnx"
+
+
+def gallery_files(modality: str) -> tuple[str, str]:
+    """The FAISS index and its id/payload table of ``modality``'s gallery, relative to the bundle."""
+    return f"{INDEX_DIR}/{modality}.faiss", f"{INDEX_DIR}/{modality}.parquet"
 
 
 class BundleError(Exception):
@@ -71,7 +91,7 @@ class EdgeSpec(_Strict):
 
     @property
     def key(self) -> str:
-        return f"{self.source}__{self.target}"
+        return edge_key(self.source, self.target)
 
 
 class GallerySpec(_Strict):
@@ -234,19 +254,38 @@ class Manifest(_Strict):
         return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
-def read_manifest(bundle_dir: Path) -> Manifest:
-    """Parse and validate ``manifest.json``; raise ``BundleError`` naming the file on any problem."""
+def read_manifest(bundle_dir: Path, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:
+    """Parse and validate ``manifest.json``; raise ``BundleError`` naming the file on any problem.
+
+    The size is checked before a byte is read; JSON nested deeper than pydantic-core's limit (200) is
+    refused, not recursed into."""
     path = Path(bundle_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise BundleError(f"{path}: missing manifest")
     try:
-        return Manifest.model_validate(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+        if not path.is_file():
+            raise BundleError(f"{path}: missing manifest")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BundleError(f"{path}: {size} bytes, over the limit of {max_bytes} (max_manifest_bytes)")
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise BundleError(f"{path}: over the limit of {max_bytes} bytes (max_manifest_bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = pydantic_core.from_json(text)
+    except ValueError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        return Manifest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "manifest"
-        raise BundleError(f"{path}: {where}: {first['msg']}") from exc
+        raise BundleError(f"{path}: {where}: {first['msg']}") from None
 
 
 def write_manifest(manifest: Manifest, bundle_dir: Path) -> Path:

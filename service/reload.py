@@ -22,7 +22,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI
-from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
 from latent_bridge.service.errors import BundleRefused
 from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import ServiceMetrics
@@ -80,7 +80,12 @@ class Reloader:
         async with self._lock:
             try:
                 new = await anyio.to_thread.run_sync(
-                    load_bundle, target, settings.fidelity, settings.ort_threads, settings.faiss_threads
+                    load_bundle,
+                    target,
+                    settings.fidelity,
+                    settings.ort_threads,
+                    settings.faiss_threads,
+                    load_limits(settings),
                 )
             except BundleError as exc:
                 metrics.reloads.labels("refused").inc()

@@ -11,6 +11,7 @@ from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
 from pydantic import BaseModel, ConfigDict, Field
 
 Encoding = Literal["float", "base64"]
+MAX_PATH = 64  # entries of a pinned path; the bundle's own bound (one per modality) is checked by the graph
 VECTORS_DOC = (
     "Input vectors: a list of rows (encoding 'float'), or with encoding 'base64' one base64 string of the "
     "little-endian float32 values of all rows, row after row (n × dim values)."
@@ -181,7 +182,10 @@ class TranslateRequest(RawInput, _Request):
     vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = Field(default="float", description="How vectors are sent and returned.")
     path: list[str] | None = Field(
-        default=None, description="Pin the route: modalities from `from` to `to`; default the best route."
+        default=None,
+        max_length=MAX_PATH,
+        description="Pin the route: a simple path of modalities (each at most once) from `from` to `to`; "
+        "default the best route.",
     )
     normalize: bool = Field(default=True, description="L2-normalise the returned vectors.")
     confidence: bool = Field(
@@ -246,7 +250,9 @@ class RetrieveRequest(RawInput, _Request):
     vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = "float"
     k: int = Field(default=10, ge=1, description="Results per query (at most the server's max_k).")
-    path: list[str] | None = Field(default=None, description="Pin the translation route.")
+    path: list[str] | None = Field(
+        default=None, max_length=MAX_PATH, description="Pin the translation route: a simple path, as in /translate."
+    )
 
 
 class Hit(BaseModel):

@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     encoder_threads: int = Field(
         default=2, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
     )
+    max_manifest_bytes: int = Field(
+        default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
+    )
+    max_translator_bytes: int = Field(
+        default=256 * MiB,
+        ge=1024,
+        le=1 << 34,
+        description="Largest translator (.onnx) file; each is read into memory to be hashed and loaded.",
+    )
     fidelity: FidelityCriterion = Field(
         default="cycle_cosine",
         description="Edge metric used as routing fidelity: the seeds' reconstruction cosine, "

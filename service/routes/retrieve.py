@@ -14,7 +14,6 @@ from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
 from latent_bridge.service.routes.forms import RawInputRoute, form_body
-from latent_bridge.service.routes.translate import resolve_route
 from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
 from latent_bridge.service.translate import Matrix, run_route
 from latent_bridge.service.vectors import count_values
@@ -60,7 +59,7 @@ def search(
     started = time.perf_counter()
     scores, rows = gallery.search(y, k)
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
-    metrics.count("retrieve", route.path, len(x))
+    metrics.count("retrieve", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": route.path[0],
@@ -98,7 +97,7 @@ async def retrieve_by_id(
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
-    route = resolve_route(served.bundle, source, target, None)
+    route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
     x = query_gallery.vector(query_gallery.row_of(item))
     if inline(served, source, gallery, x.size):
@@ -109,7 +108,7 @@ async def retrieve_by_id(
 
 
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
-    route = resolve_route(served.bundle, body.source, body.target, body.path)
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
     x = query_matrix(served.bundle, served.settings, body.source, body, body.vectors, body.vector, body.encoding)
     return search(served, route, x, gallery, body.k, list(range(len(x))))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.graph import Route
@@ -18,12 +17,6 @@ from starlette.responses import Response
 router = APIRouter(tags=["translation"], route_class=RawInputRoute)
 
 
-def resolve_route(bundle: Bundle, source: str, target: str, path: list[str] | None) -> Route:
-    bundle.graph.require(source)
-    bundle.graph.require(target)
-    return bundle.graph.along(path, source, target) if path is not None else bundle.graph.best(source, target)
-
-
 def hops_of(route: Route) -> list[dict[str, object]]:
     return [{"from": h.source, "to": h.target, "kind": h.kind, "fidelity": h.fidelity} for h in route.hops]
 
@@ -31,7 +24,7 @@ def hops_of(route: Route) -> list[dict[str, object]]:
 def translation(served: Served, request: TranslateRequest) -> bytes:
     """All the work of one request, from the parsed body to the response bytes."""
     bundle, metrics = served.bundle, served.metrics
-    route = resolve_route(bundle, request.source, request.target, request.path)
+    route = bundle.graph.resolve(request.source, request.target, request.path)
     source, target = bundle.modalities[request.source], bundle.modalities[request.target]
     x = query_matrix(
         bundle, served.settings, source.name, request, request.vectors, request.vector, request.encoding
@@ -46,7 +39,7 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
         confidence = round_trip_cosine(x, back, None if gallery is None else gallery.mean).tolist()
     if request.normalize:
         y = unit_rows(y)
-    metrics.count("translate", route.path, len(x))
+    metrics.count("translate", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": source.name,
