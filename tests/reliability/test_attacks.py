@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pytest
 from bundle_edits import edit_manifest, rehash
-from reliability_bundles import API_KEY, DIM
+from reliability_bundles import DIM
 from serverprocess import HOST, Server, command, free_port, running_server
+from testsettings import API_KEY
 
 pytestmark = pytest.mark.slow
 VECTOR = [0.25] * DIM
