@@ -31,9 +31,11 @@ import numpy as np
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from latent_bridge.service.bundle import Bundle, load_bundle  # noqa: E402
 from latent_bridge.service.translate import run_route, unit_rows  # noqa: E402
+from serverprocess import free_port  # noqa: E402
 
 
 @dataclass
@@ -81,13 +83,6 @@ def process_cpu(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def http_request(method: str, path: str, body: bytes | None = None) -> bytes:
@@ -272,9 +267,7 @@ def main() -> None:
     work: dict[str, Callable[[], object]] = {
         "translate 1": lambda: unit_rows(run_route(bundle.translators, route, one)),
         f"translate {args.batch}": lambda: unit_rows(run_route(bundle.translators, route, batch)),
-        "retrieve 1": lambda: gallery.hits(
-            *(a[0] for a in gallery.search(run_route(bundle.translators, route, one), args.k))
-        ),
+        "retrieve 1": lambda: gallery.search(run_route(bundle.translators, route, one), args.k),
     }
     scenarios: list[tuple[str, str, bytes, int]] = [
         ("translate 1", "JSON", http_request("POST", "/translate", body(vector=one[0].tolist())), 1),
@@ -306,7 +299,7 @@ def main() -> None:
             "retrieve 1",
             f"GET by id, k={args.k}",
             http_request(
-                "GET", f"/retrieve?from={source}&to={target}&id={bundle.galleries[source].ids[0]}&k={args.k}"
+                "GET", f"/retrieve?from={source}&to={target}&id={bundle.galleries[source].table.first_ids(1)[0]}&k={args.k}"
             )
             if source in bundle.galleries
             else b"",

@@ -34,6 +34,7 @@ def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
                 normalization=m.normalization,
                 description=m.description,
                 gallery=None if gallery is None else gallery_info(gallery),
+                encoder=bundle.encoders[m.name].spec.input if m.name in bundle.encoders else None,
             )
         )
     return infos
