@@ -13,6 +13,7 @@ which searches take only to read the delta, so a search sees every write acknowl
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -508,6 +509,15 @@ class Gallery:
                 self.delta.kill(item)
 
 
+def _random_access(vectors: np.ndarray) -> None:
+    """Rows are read a few at a time, at random (query by id, re-scoring): without this hint the kernel
+    reads around every page fault and the whole file ends up resident."""
+    mapped = getattr(vectors, "_mmap", None)
+    advice = getattr(mmap, "MADV_RANDOM", None)
+    if mapped is not None and advice is not None:
+        mapped.madvise(advice)
+
+
 def _raw_vectors(spec: GallerySpec, bundle_dir: Path, table: GalleryTable, dim: int) -> Matrix | None:
     """The raw embeddings: a memory-mapped .npy, or (older bundles) the id table's embedding column."""
     if spec.vectors_file is not None:
@@ -518,6 +528,7 @@ def _raw_vectors(spec: GallerySpec, bundle_dir: Path, table: GalleryTable, dim: 
             raise BundleError(f"{path}: not a readable .npy array ({exc})") from exc
         if vectors.dtype != np.float32 or vectors.shape != (table.size, dim):
             raise BundleError(f"{path}: {vectors.dtype} {vectors.shape}, expected float32 ({table.size}, {dim})")
+        _random_access(vectors)
         return vectors
     if EMBEDDING_COLUMN not in table.table.column_names:
         return None
