@@ -45,7 +45,7 @@ TAGS = [
     {"name": "graph", "description": "Modalities, translators and the routes between them."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
-ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an API key."}
+ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an admin key."}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -118,11 +118,12 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             app.state.bundle = None
 
     keyed = settings.api_key is not None
+    with_admin = settings.admin_key is not None
     app = FastAPI(
         title="Latent Bridge",
         version=version("latent-bridge"),
         description=DESCRIPTION,
-        openapi_tags=[*TAGS, ADMIN_TAG] if keyed else TAGS,
+        openapi_tags=[*TAGS, ADMIN_TAG] if with_admin else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
@@ -137,8 +138,12 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     # check, the deadline and the body limit, in that order, before any route.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
-    if settings.api_key is not None:  # only wired in when set: an unused check still costs every request
-        app.add_middleware(APIKeyMiddleware, key=settings.api_key.get_secret_value())
+    # Always wired in: without any key the admin scope must still be closed (auth.py has the rule).
+    app.add_middleware(
+        APIKeyMiddleware,
+        key=None if settings.api_key is None else settings.api_key.get_secret_value(),
+        admin_key=None if settings.admin_key is None else settings.admin_key.get_secret_value(),
+    )
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
@@ -146,7 +151,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
         app.include_router(router)
     app.include_router(metrics.router)
-    if keyed:  # admin routes exist only behind a key
+    if with_admin:  # admin routes exist only behind the admin key
         app.include_router(admin.router)
     return app
 

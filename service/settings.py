@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FidelityCriterion = Literal["cycle_cosine", "cosine", "r1"]
@@ -71,20 +71,46 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         default=None,
-        description="When set, every route but /healthz and /readyz needs `X-API-Key: <key>` or "
-        "`Authorization: Bearer <key>` (401 without, 403 wrong), and the admin routes exist.",
+        description="When set, every route but /healthz, /readyz and the admin scope needs `X-API-Key: <key>` "
+        "or `Authorization: Bearer <key>` (401 without, 403 wrong).",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="The key of the admin scope (/admin/*, gallery writes), sent like the API key; it opens "
+        "the read routes too. Unset: the admin routes do not exist and the admin scope answers 403.",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="The folder POST /admin/reload may name bundles in (default: the folder holding "
+        "LATENT_BRIDGE_BUNDLE); a bundle outside it is refused.",
     )
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "admin_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "admin_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
             raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
         return value
+
+    @model_validator(mode="after")
+    def _separate_keys(self) -> Settings:
+        if (
+            self.admin_key is not None
+            and self.api_key is not None
+            and self.admin_key.get_secret_value() == self.api_key.get_secret_value()
+        ):
+            raise ValueError("admin_key must differ from api_key: a reader must not hold admin rights")
+        return self
+
+    def reload_root(self) -> Path | None:
+        """The folder reload may name bundles in."""
+        if self.models_dir is not None:
+            return self.models_dir
+        return None if self.bundle is None else self.bundle.parent

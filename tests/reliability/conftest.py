@@ -31,10 +31,11 @@ def bundle_two(bundles_root: Path) -> Path:
 
 
 @pytest.fixture
-def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
-    """A writable copy of a session bundle, for tests that damage it."""
+def bundle_copy(bundles_root: Path, tmp_path: Path) -> Callable[[Path], Path]:
+    """A writable copy of a session bundle, for tests that damage it; beside the session bundles, so a
+    server of one of them may reload it (reload names bundles in the served bundle's folder)."""
 
     def copy(bundle: Path) -> Path:
-        return Path(shutil.copytree(bundle, tmp_path / f"copy-of-{bundle.name}"))
+        return Path(shutil.copytree(bundle, bundles_root / f"{tmp_path.name}-copy-of-{bundle.name}"))
 
     return copy

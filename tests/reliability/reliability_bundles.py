@@ -13,6 +13,8 @@ from latent_bridge.service.settings import Settings
 
 DIM = 8
 API_KEY = "reliability-test-key-0123456789"
+ADMIN_KEY = "reliability-admin-key-9876543210"
+KEYS = {"api_key": API_KEY, "admin_key": ADMIN_KEY}
 LIMITS: dict[str, object] = {
     "max_batch": 32,
     "max_k": 20,
@@ -33,7 +35,7 @@ def train_bundle(root: Path, name: str, seed: int) -> Path:
 
 
 def settings_for(bundle: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {"bundle": bundle, "api_key": None, **LIMITS}
+    values: dict[str, object] = {"bundle": bundle, "api_key": None, "admin_key": None, **LIMITS}
     return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 

@@ -17,13 +17,13 @@ import httpx
 import numpy as np
 import pytest
 from bundle_edits import edit_manifest, rehash
-from reliability_bundles import API_KEY, DIM
+from reliability_bundles import ADMIN_KEY, DIM
 from serverprocess import HOST, Server, command, free_port, running_server
 
 pytestmark = pytest.mark.slow
 VECTOR = [0.25] * DIM
-ADMIN = {"x-api-key": API_KEY}
-ADMIN_ENV = {"LATENT_BRIDGE_API_KEY": API_KEY}
+ADMIN = {"x-api-key": ADMIN_KEY}
+ADMIN_ENV = {"LATENT_BRIDGE_ADMIN_KEY": ADMIN_KEY}
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +313,24 @@ def test_refused_reloads_keep_no_memory(bundle_one: Path, bundle_copy: Callable[
                 assert refused.status_code == 422 and "index/b.faiss" in refused.json()["detail"], refused.text
                 sizes.append(rss_mib(server.process.pid))
     assert sizes[-1] < sizes[1] * 1.1, sizes
+
+
+def test_reload_names_only_bundles_under_the_models_folder(
+    bundle_one: Path, bundle_two: Path, bundles_root: Path, tmp_path: Path
+) -> None:
+    """Reload used to load any server path, and its errors told which paths exist."""
+    outside = Path(shutil.copytree(bundle_two, tmp_path / "outside"))  # a valid bundle, outside the folder
+    link = bundles_root / f"{tmp_path.name}-link-out"
+    link.symlink_to(outside)
+    with running_server(bundle_one, env=ADMIN_ENV) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
+            details = {}
+            names = (str(outside), str(tmp_path / "no-such-folder"), "/etc", "../../etc", "../../no-such", link.name)
+            for name in names:
+                refused = http.post("/admin/reload", json={"bundle": name})
+                assert refused.status_code == 422, (name, refused.text)
+                details[name] = refused.json()["detail"].replace(name, "<name>")
+            assert len(set(details.values())) == 1, details  # existing or not: the same words
+            assert http.get("/readyz").json()["bundle"] == "one"
+            assert http.post("/admin/reload", json={"bundle": bundle_two.name}).json()["bundle"] == "two"
+            assert http.post("/admin/reload", json={"bundle": str(bundle_one)}).json()["bundle"] == "one"

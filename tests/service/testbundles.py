@@ -19,7 +19,8 @@ MAX_K = 20
 
 
 def settings_for(bundle: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {"bundle": bundle, "max_batch": MAX_BATCH, "max_k": MAX_K, "api_key": None}
+    values: dict[str, object] = {"bundle": bundle, "max_batch": MAX_BATCH, "max_k": MAX_K, "api_key": None,
+                               "admin_key": None}
     return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
