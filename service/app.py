@@ -20,7 +20,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
-from latent_bridge.service.auth import APIKeyMiddleware
+from latent_bridge.service.auth import OPEN_PATHS, APIKeyMiddleware
 from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
 from latent_bridge.service.errors import install_error_handlers
 from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
@@ -28,7 +28,17 @@ from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
 from latent_bridge.service.reload import Reloader
-from latent_bridge.service.routes import admin, graph, health, metrics, modalities, retrieve, translate
+from latent_bridge.service.routes import (
+    admin,
+    embed,
+    graph,
+    health,
+    media,
+    metrics,
+    page,
+    retrieve,
+    translate,
+)
 from latent_bridge.service.settings import Settings
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -143,12 +153,15 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         APIKeyMiddleware,
         key=None if settings.api_key is None else settings.api_key.get_secret_value(),
         admin_key=None if settings.admin_key is None else settings.admin_key.get_secret_value(),
+        open_paths=OPEN_PATHS | page.PAGE_PATHS,
     )
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
+    for router in (translate.router, retrieve.router, graph.router, health.router):
+        app.include_router(router)
+    for router in (embed.router, media.router, page.router):
         app.include_router(router)
     app.include_router(metrics.router)
     if with_admin:  # admin routes exist only behind the admin key

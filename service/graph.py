@@ -169,6 +169,12 @@ class ModalityGraph:
             return ">".join(route.path)
         return f"{source}>…>{target} (pinned)"
 
+    def resolve(self, source: str, target: str, path: list[str] | None = None) -> Route:
+        """The route a request asks for: its pinned ``path`` when given, else the best one."""
+        self.require(source)
+        self.require(target)
+        return self.along(path, source, target) if path is not None else self.best(source, target)
+
     def back(self, route: Route) -> Route:
         """The way back for a round trip: the reversed path when every reverse edge exists, else the best."""
         reverse = route.reversed_path()

@@ -17,10 +17,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from latent_bridge.service.errors import NonFiniteOutput
 from latent_bridge.service.graph import Route
-from latent_bridge.service.manifest import BundleError, EdgeSpec
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
+from latent_bridge.service.manifest import ONNX_INPUT, ONNX_OUTPUT, BundleError, EdgeSpec
 
 Matrix = npt.NDArray[np.float32]
 HopTimer = Callable[[str, float], None]
@@ -57,16 +54,16 @@ class Translator:
         except Exception as exc:  # onnxruntime raises its own exception types for a damaged model
             raise BundleError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
         self._check_io(path)
-        self._outputs = [OUTPUT_NAME]
+        self._outputs = [ONNX_OUTPUT]
 
     def _check_io(self, path: Path) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+        if [i.name for i in inputs] != [ONNX_INPUT] or ONNX_OUTPUT not in [o.name for o in outputs]:
             raise BundleError(
-                f"{path}: expected one input {INPUT_NAME!r} and an output {OUTPUT_NAME!r}, found inputs "
+                f"{path}: expected one input {ONNX_INPUT!r} and an output {ONNX_OUTPUT!r}, found inputs "
                 f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
             )
-        output = next(o for o in outputs if o.name == OUTPUT_NAME)
+        output = next(o for o in outputs if o.name == ONNX_OUTPUT)
         for arg, dim, what in ((inputs[0], self.source_dim, "input"), (output, self.target_dim, "output")):
             if arg.type != "tensor(float)":
                 raise BundleError(f"{path}: {what} has type {arg.type}, expected tensor(float)")
@@ -78,7 +75,7 @@ class Translator:
                 )
 
     def __call__(self, x: Matrix) -> Matrix:
-        out: Matrix = self.session.run(self._outputs, {INPUT_NAME: x})[0]
+        out: Matrix = self.session.run(self._outputs, {ONNX_INPUT: x})[0]
         return out
 
     def warm_up(self, path: Path, batch: int) -> None:

@@ -17,13 +17,19 @@ import httpx
 import numpy as np
 import pytest
 from bundle_edits import edit_manifest, rehash
-from reliability_bundles import ADMIN_KEY, DIM
+from reliability_bundles import DIM
 from serverprocess import HOST, Server, command, free_port, running_server
+from testsettings import ADMIN_KEY
 
 pytestmark = pytest.mark.slow
 VECTOR = [0.25] * DIM
 ADMIN = {"x-api-key": ADMIN_KEY}
 ADMIN_ENV = {"LATENT_BRIDGE_ADMIN_KEY": ADMIN_KEY}
+
+
+def admin_env(models: Path) -> dict[str, str]:
+    """An admin key, and ``models`` as the folder reload may name bundles in."""
+    return ADMIN_ENV | {"LATENT_BRIDGE_MODELS_DIR": str(models)}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,7 @@ def test_onnx_external_data_is_refused(bundle_one: Path, bundle_copy: Callable[[
     assert started.returncode == 1 and len(lines) == 1, started.stderr
     assert "bundle refused" in lines[0] and str(evil / "translators/a__b.onnx") in lines[0]
     assert "external data" in lines[0]
-    with running_server(bundle_one, env=ADMIN_ENV, cwd=workdir) as server:
+    with running_server(bundle_one, env=admin_env(evil.parent), cwd=workdir) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
             refused = http.post("/admin/reload", json={"bundle": str(evil)})
             assert refused.status_code == 422 and "external data" in refused.json()["detail"], refused.text
@@ -180,7 +186,7 @@ def test_every_load_failure_is_a_one_line_refusal_naming_the_file(
     lines = started.stderr.strip().splitlines()
     assert started.returncode == 1 and len(lines) == 1, started.stderr[-3000:]
     assert lines[0].startswith("latent-bridge: bundle refused: ") and file in lines[0], lines[0]
-    with running_server(bundle_one, env=ADMIN_ENV, prefix=SERVE_PREFIX) as server:
+    with running_server(bundle_one, env=admin_env(bad.parent), prefix=SERVE_PREFIX) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
             refused = http.post("/admin/reload", json={"bundle": str(bad)})
             assert refused.status_code == 422, refused.text[-2000:]
@@ -194,7 +200,7 @@ def test_a_500_says_connection_close(bundle_one: Path) -> None:
     """Starlette re-raises after the 500 and uvicorn closes the connection: the answer must say so."""
     import uvicorn
     from latent_bridge.service.app import create_app
-    from reliability_bundles import settings_for
+    from testsettings import settings_for
 
     app = create_app(settings_for(bundle_one))
 
@@ -238,7 +244,7 @@ def test_oversized_files_are_refused_before_they_are_read(
     huge_manifest = Path(shutil.copytree(bundle_one, huge_model.parent / "huge-manifest"))
     with (huge_manifest / "manifest.json").open("ab") as f:
         f.truncate(400 << 20)  # trailing zero bytes: sparse, costs no disk
-    with running_server(bundle_one, env=ADMIN_ENV) as server:
+    with running_server(bundle_one, env=admin_env(huge_model.parent)) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
             before = rss_mib(server.process.pid)
             for bad, file in ((huge_model, "translators/a__b.onnx"), (huge_manifest, "manifest.json")):
@@ -305,7 +311,7 @@ def test_refused_reloads_keep_no_memory(bundle_one: Path, bundle_copy: Callable[
     path = heavy / "index/b.faiss"
     path.write_bytes(path.read_bytes()[:100])
     rehash(heavy, "index/b.faiss")
-    with running_server(bundle_one, env=ADMIN_ENV) as server:
+    with running_server(bundle_one, env=admin_env(heavy.parent)) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
             sizes = []
             for _ in range(20):

@@ -15,7 +15,8 @@ import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from reliability_bundles import ADMIN_KEY, DIM, KEYS, settings_for
+from reliability_bundles import DIM
+from testsettings import ADMIN_KEY, KEYS, settings_for
 
 AUTH = {"x-api-key": ADMIN_KEY}  # opens every route, the admin scope included
 V = [0.1] * DIM
@@ -52,6 +53,16 @@ CASES: dict[tuple[str, str], dict[int, Request]] = {
         404: ("GET", "/route?from=a&to=zz", {}),
         409: ("GET", "/route?from=b&to=a", {}),
         422: ("GET", "/route?from=a", {}),
+    },
+    ("post", "/embed"): {
+        404: ("POST", "/embed", {"json": {"modality": "zz", "text": "a dog"}}),
+        413: ("POST", "/embed", TOO_BIG),
+        415: ("POST", "/embed", {"content": b"x", "headers": {"content-type": "text/plain"}}),
+        422: ("POST", "/embed", {"json": {"modality": "a", "text": "a dog"}}),  # a has no encoder
+    },
+    ("get", "/media"): {
+        404: ("GET", "/media?modality=a&id=a-1", {}),  # no media in this bundle
+        422: ("GET", "/media?modality=a", {}),
     },
     ("post", "/admin/reload"): {
         413: ("POST", "/admin/reload", TOO_BIG),
@@ -116,7 +127,7 @@ def test_documented_503s_are_reachable(client: TestClient, one_way_bundle: Path)
     with_503 = [(m, p) for (m, p), statuses in documented(client).items() if "503" in statuses]
     assert with_503
     with TestClient(app, headers=AUTH) as unready:
-        app.state.bundle = None
+        app.state.bundle = None  # the lifespan loaded it: drop it, as before a load finishes
         for method, path in with_503:
             request = CASES.get((method, path), {}).get(422) or (method.upper(), path, {})
             if method == "post":
