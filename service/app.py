@@ -27,6 +27,7 @@ from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
+from latent_bridge.service.protocol import configure as configure_protocol
 from latent_bridge.service.reload import Reloader
 from latent_bridge.service.routes import (
     admin,
@@ -174,4 +175,5 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     if settings.access_log:
         configure_access_log()
+    configure_protocol(settings)  # this worker's connection limits
     return create_app(settings)

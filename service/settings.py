@@ -41,6 +41,26 @@ class Settings(BaseSettings):
         description="Seconds a request may take, body upload included, before it is answered 504 "
         "(admin routes excepted).",
     )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds a connection may take to send a request's headers (from connecting, or from "
+        "the first byte of a kept-alive request) before it gets 408 and is closed.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=4096, le=16 * MiB, description="Largest request line + headers (431 above)."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Open connections per worker; more get 503 and are closed."
+    )
+    keep_alive_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="Seconds an idle kept-alive connection stays open; keep a client's or proxy's idle "
+        "timeout below it, or a reused connection may be closed under the request.",
+    )
     drain_seconds: int = Field(
         default=30, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may take to finish."
     )

@@ -340,3 +340,50 @@ def test_reload_names_only_bundles_under_the_models_folder(
             assert http.get("/readyz").json()["bundle"] == "one"
             assert http.post("/admin/reload", json={"bundle": bundle_two.name}).json()["bundle"] == "two"
             assert http.post("/admin/reload", json={"bundle": str(bundle_one)}).json()["bundle"] == "one"
+
+
+def _reply_or_close(conn: socket.socket, timeout: float) -> bytes:
+    """What the server sends before closing (b"" if it closes without a word); b"open" if still open."""
+    conn.settimeout(timeout)
+    reply = b""
+    try:
+        while chunk := conn.recv(4096):
+            reply += chunk
+    except TimeoutError:
+        return b"open"
+    except OSError:
+        pass
+    return reply
+
+
+def test_slow_headers_huge_headers_and_connection_floods_are_cut_off(bundle_one: Path) -> None:
+    """3,000 connections with unfinished headers stayed open for minutes; 20 MB headers were buffered."""
+    env = {"LATENT_BRIDGE_HEADER_TIMEOUT": "1", "LATENT_BRIDGE_MAX_CONNECTIONS": "50"}
+    with running_server(bundle_one, env=env) as server:
+        before = rss_mib(server.process.pid)
+        slow = [socket.create_connection((HOST, server.port), timeout=10) for _ in range(120)]
+        for conn in slow:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        started = time.monotonic()
+        replies = [_reply_or_close(conn, 5) for conn in slow]
+        assert time.monotonic() - started < 5
+        busy = [r for r in replies if r.startswith(b"HTTP/1.1 503")]
+        timed_out = [r for r in replies if r.startswith(b"HTTP/1.1 408")]
+        assert len(busy) >= 60 and len(busy) + len(timed_out) == len(slow), replies[:3]
+        for conn in slow:
+            conn.close()
+        assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+
+        huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * (1 << 20) + b"\r\n"
+        for _ in range(10):
+            with socket.create_connection((HOST, server.port), timeout=10) as conn:
+                try:
+                    for _ in range(20):  # 20 MB of headers, if the server let it
+                        conn.sendall(huge)
+                except OSError:
+                    pass  # cut off: expected
+                reply = _reply_or_close(conn, 5)  # the 431, or nothing if a reset overtook it: never left open
+                assert reply.startswith(b"HTTP/1.1 431") or reply == b"", reply[:100]
+        assert rss_mib(server.process.pid) < before + 30
+        ok = httpx.post(f"{server.base}/translate", json={"from": "a", "to": "b", "vector": VECTOR}, timeout=10)
+        assert ok.status_code == 200
