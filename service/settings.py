@@ -98,6 +98,20 @@ class Settings(BaseSettings):
         le=1 << 34,
         description="Largest translator (.onnx) file; each is read into memory to be hashed and loaded.",
     )
+    load_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds one warm-up run of a translator may take when a bundle loads; a slower one is "
+        "stopped and the bundle refused.",
+    )
+    inline_max_seconds: float = Field(
+        default=0.001,
+        ge=0,
+        le=1,
+        description="Requests whose route costs at most this (measured per translator at warm-up) may run on "
+        "the event loop; costlier ones run in the thread pool.",
+    )
     fidelity: FidelityCriterion = Field(
         default="cycle_cosine",
         description="Edge metric used as routing fidelity: the seeds' reconstruction cosine, "

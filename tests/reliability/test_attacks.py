@@ -387,3 +387,74 @@ def test_slow_headers_huge_headers_and_connection_floods_are_cut_off(bundle_one:
         assert rss_mib(server.process.pid) < before + 30
         ok = httpx.post(f"{server.base}/translate", json={"from": "a", "to": "b", "vector": VECTOR}, timeout=10)
         assert ok.status_code == 200
+
+
+def loop_translator(bundle: Path, iterations: int) -> None:
+    """a→b as an ONNX Loop adding zero ``iterations`` times: right shapes, any cost one likes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["c_out"]), helper.make_node("Add", ["x", "zero"], ["x_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", TensorProto.FLOAT, None),
+        ],
+        initializer=[numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "cond", "input"], ["output"], body=body)],
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", DIM])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", DIM])],
+        initializer=[
+            numpy_helper.from_array(np.array(iterations, np.int64), "n"),
+            numpy_helper.from_array(np.array(True), "cond"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (bundle / "translators/a__b.onnx").write_bytes(model.SerializeToString())
+    rehash(bundle, "translators/a__b.onnx")
+
+
+def _worst_probe_while(server: Server, work: Callable[[], httpx.Response]) -> tuple[float, httpx.Response]:
+    """Run ``work`` in a thread; meanwhile probe /healthz; the slowest probe's seconds and work's answer."""
+    answer: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answer.append(work()))
+    thread.start()
+    worst = 0.0
+    while thread.is_alive():
+        probe = time.monotonic()
+        assert httpx.get(f"{server.base}/healthz", timeout=30).status_code == 200
+        worst = max(worst, time.monotonic() - probe)
+    thread.join()
+    return worst, answer[0]
+
+
+def test_a_slow_model_neither_holds_up_a_reload_nor_blocks_the_event_loop(
+    bundle_one: Path, bundle_copy: Callable[[Path], Path]
+) -> None:
+    """An ONNX Loop made warm-up take 11.5 s under the reload lock, and one request blocked /healthz 2 s."""
+    too_slow = bundle_copy(bundle_one)
+    loop_translator(too_slow, iterations=2_000_000)  # seconds per call
+    slow = bundle_copy(bundle_one)
+    loop_translator(slow, iterations=100_000)  # a fraction of a second per call
+    env = admin_env(slow.parent.parent) | {"LATENT_BRIDGE_LOAD_TIMEOUT": "1"}  # holds both copies
+    with running_server(bundle_one, env=env) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
+            started = time.monotonic()
+            refused = http.post("/admin/reload", json={"bundle": str(too_slow)})
+            assert refused.status_code == 422 and "took longer than 1 s" in refused.json()["detail"], refused.text
+            assert time.monotonic() - started < 5
+            assert http.post("/admin/reload", json={"bundle": str(slow)}).status_code == 200
+            body = {"from": "a", "to": "b", "vector": VECTOR}  # 8 numbers: small by count, slow by cost
+            took = time.monotonic()
+            worst, answer = _worst_probe_while(server, lambda: http.post("/translate", json=body))
+            took = time.monotonic() - took
+            assert answer.status_code == 200, answer.text
+            assert worst < took / 2, (worst, took)
