@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from latent_bridge.service.auth import OPEN_PATHS
+from latent_bridge.service.auth import OPEN_PATHS, admin_scoped
 from latent_bridge.service.errors import PROBLEM_MEDIA_TYPE
 from latent_bridge.service.responses import DESCRIPTIONS
 
@@ -50,18 +50,18 @@ def _guards(document: dict[str, Any], keyed: bool) -> dict[str, Any]:
     """Document what the middleware answers before any route runs: 413 for a body over the limit, 504
     past the deadline on the routes that run models, and with an API key 401/403 and the schemes."""
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("413", _error(413))
             if operation.get("operationId") in TIMED_OPERATIONS:
                 responses.setdefault("504", _error(504))
-            if keyed and path not in OPEN_PATHS:
+            if (keyed or admin_scoped(method.upper(), path)) and path not in OPEN_PATHS:
                 responses.setdefault("401", _error(401))
                 responses.setdefault("403", _error(403))
                 operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
             operation["responses"] = dict(sorted(responses.items()))
-    if keyed:
+    if keyed or any(admin_scoped(m.upper(), p) for p, ops in document.get("paths", {}).items() for m in ops):
         document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     return document
 
