@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from bundle_edits import edit_manifest, rehash
-from reliability_bundles import API_KEY, DIM
+from reliability_bundles import DIM
 from serverprocess import HOST, Server, command, free_port, running_server
+from testsettings import API_KEY
 
 pytestmark = pytest.mark.slow
 VECTOR = [0.25] * DIM
@@ -193,7 +194,7 @@ def test_a_500_says_connection_close(bundle_one: Path) -> None:
     """Starlette re-raises after the 500 and uvicorn closes the connection: the answer must say so."""
     import uvicorn
     from latent_bridge.service.app import create_app
-    from reliability_bundles import settings_for
+    from testsettings import settings_for
 
     app = create_app(settings_for(bundle_one))
 
@@ -227,7 +228,9 @@ def rss_mib(pid: int) -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
-def test_oversized_files_are_refused_before_they_are_read(bundle_one: Path, bundle_copy: Callable[[Path], Path]) -> None:
+def test_oversized_files_are_refused_before_they_are_read(
+    bundle_one: Path, bundle_copy: Callable[[Path], Path]
+) -> None:
     """A 3 GiB sparse .onnx with a wrong sha256, and a 400 MB manifest: refused by size, at once."""
     huge_model = bundle_copy(bundle_one)
     with (huge_model / "translators/a__b.onnx").open("r+b") as f:
