@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         description="When set, every route but /healthz and /readyz needs `X-API-Key: <key>` or "
         "`Authorization: Bearer <key>` (401 without, 403 wrong), and the admin routes exist.",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API (CORS), as a JSON list, e.g. '
+        '["https://app.example.com"]; empty (the default) sends no CORS headers at all.',
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
@@ -68,7 +71,9 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     responses=problems(404, 409, 413, 415, 422, 503),
     summary="Translate vectors from one modality to another",
 )
-async def translate(body: TranslateRequest, served: ServedDep) -> Response:
+async def translate(
+    body: Annotated[TranslateRequest, Body(openapi_examples=examples.TRANSLATE)], served: ServedDep
+) -> Response:
     """Translate one `vector` or a batch of `vectors` from `from` to `to`, along the route that preserves the
     most (or the pinned `path`). Returns the vectors, the path, its estimated fidelity and, with
     `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean)."""
