@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         description="The folder POST /admin/reload may name bundles in (default: the folder holding "
         "LATENT_BRIDGE_BUNDLE); a bundle outside it is refused.",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API (CORS), as a JSON list, e.g. '
+        '["https://app.example.com"]; empty (the default) sends no CORS headers at all.',
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
