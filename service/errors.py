@@ -70,6 +70,10 @@ class NonFiniteInput(ServiceError):
     status, slug, title = 422, "non-finite-input", "Vectors contain NaN or infinity"
 
 
+class NonFiniteOutput(ServiceError):
+    status, slug, title = 422, "non-finite-output", "Translation overflowed"
+
+
 class EmptyBatch(ServiceError):
     status, slug, title = 422, "empty-batch", "No vectors given"
 

@@ -3,6 +3,8 @@ work, and the admin routes exist only behind a key (also absent from the no-key 
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.auth import APIKeyMiddleware, credentials
-from reliability_bundles import API_KEY, DIM, settings_for
+from reliability_bundles import DIM
+from testsettings import API_KEY, settings_for
 
 GUARDED = [
     ("GET", "/modalities"),
@@ -67,13 +70,27 @@ def test_probes_need_no_key(keyed: TestClient) -> None:
     assert keyed.get("/readyz").status_code == 200
 
 
-def test_keys_are_compared_in_constant_time() -> None:
-    # Both sides are hashed to 32 bytes first, so compare_digest never sees lengths that differ.
+def test_keys_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every offered key goes through ``compare_digest`` (constant time), as a 32-byte digest, so neither
+    the key's bytes nor its length decide how long a comparison takes; a wrong key beside a right one is
+    still compared and refused."""
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    monkeypatch.setattr(secrets, "compare_digest", spy)
     guard = APIKeyMiddleware(app=None, key=API_KEY)  # type: ignore[arg-type]
-    assert guard.accepts([API_KEY.encode()])
-    assert guard.accepts([API_KEY.encode(), API_KEY.encode()])
-    assert not guard.accepts([b"wrong", API_KEY.encode()])  # a wrong key beside the right one
-    assert not guard.accepts([b"", b"x" * 10_000, API_KEY.encode() + b"x"])
+    offered = [b"", b"x" * 10_000, API_KEY.encode() + b"x", API_KEY.encode()]
+    assert not guard.accepts(offered)
+    assert len(compared) == len(offered)
+    assert all(len(a) == len(b) == 32 for a, b in compared)
+    assert not any(key in pair for pair in compared for key in offered)  # digests, never the raw keys
+    compared.clear()
+    assert guard.accepts([API_KEY.encode(), API_KEY.encode()]) and len(compared) == 2
     assert credentials([(b"x-api-key", b" k1 "), (b"authorization", b"Bearer k2")]) == [b"k1", b"k2"]
     assert credentials([(b"authorization", b"Basic k3")]) == [b""]
 

@@ -15,7 +15,8 @@ import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from reliability_bundles import API_KEY, DIM, settings_for
+from reliability_bundles import DIM
+from testsettings import API_KEY, settings_for
 
 AUTH = {"x-api-key": API_KEY}
 V = [0.1] * DIM
@@ -122,11 +123,11 @@ def test_every_documented_error_is_reachable(client: TestClient) -> None:
 
 
 def test_documented_503s_are_reachable(client: TestClient, one_way_bundle: Path) -> None:
-    app = create_app(settings_for(one_way_bundle, api_key=API_KEY))  # lifespan not run: no bundle yet
+    app = create_app(settings_for(one_way_bundle, api_key=API_KEY))
     with_503 = [(m, p) for (m, p), statuses in documented(client).items() if "503" in statuses]
     assert with_503
     with TestClient(app, headers=AUTH) as unready:
-        app.state.bundle = None
+        app.state.bundle = None  # the lifespan loaded it: drop it, as before a load finishes
         for method, path in with_503:
             request = CASES.get((method, path), {}).get(422) or (method.upper(), path, {})
             if method == "post":

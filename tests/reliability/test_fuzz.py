@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from latent_bridge.service.app import create_app
 from latent_bridge.service.bundle import load_bundle
-from reliability_bundles import API_KEY, settings_for
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from testsettings import API_KEY, settings_for
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 40

@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.bundle import load_bundle
-from reliability_bundles import API_KEY, CORRUPTIONS, DIM, settings_for
+from reliability_bundles import CORRUPTIONS, DIM
+from testsettings import API_KEY, settings_for
 
 AUTH = {"x-api-key": API_KEY}
 QUERY = {"from": "a", "to": "b", "vector": [0.3, -0.2, 0.5, 0.1, 0.0, 0.7, -0.4, 0.2], "normalize": False}

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from latent_bridge.service.bundle import load_bundle
-from reliability_bundles import API_KEY, CORRUPTIONS, DIM
+from reliability_bundles import CORRUPTIONS, DIM
 from serverprocess import HOST, command, free_port, running_server
+from testsettings import API_KEY
 
 pytestmark = pytest.mark.slow
 AUTH = {"x-api-key": API_KEY}

@@ -7,7 +7,7 @@ import json
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.openapi import SNAPSHOT, render
-from testbundles import settings_for
+from testsettings import settings_for
 
 REGENERATE = "regenerate with `python -m latent_bridge.service.openapi` and review the diff"
 
