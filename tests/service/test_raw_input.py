@@ -22,6 +22,7 @@ from latent_bridge.service.bundle import Bundle, load_bundle
 from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.settings import Settings
 from PIL import Image
+from problems import problem
 
 pytestmark = [pytest.mark.slow, pytest.mark.encoders]
 PARITY = 0.999
@@ -149,13 +150,6 @@ def test_modalities_say_which_input_each_encoder_takes(client: TestClient) -> No
 
 
 # --- bad raw input: one 4xx each -------------------------------------------------------------------
-
-
-def problem(response: object, status: int, slug: str) -> dict[str, object]:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
-    assert body["type"] == f"urn:latent-bridge:problem:{slug}", body
-    return body
 
 
 def test_a_modality_without_encoder_is_422(encoder_bundles: EncoderBundles) -> None:

@@ -25,7 +25,7 @@ from latent_bridge.service.errors import (
 from latent_bridge.service.manifest import Manifest
 from latent_bridge.service.rawinput import RawLimits, file_bytes, read_audio, read_image
 from PIL import Image
-from testbundles import settings_for
+from testsettings import settings_for
 
 LIMITS = RawLimits(
     max_items=4, max_media_bytes=1 << 20, max_image_pixels=10_000, max_audio_seconds=2.0, max_text_chars=50
