@@ -29,7 +29,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     "HTTPBearer": {"type": "http", "scheme": "bearer"},
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
-SNAPSHOT_KEY = "snapshot-key-not-in-the-document"  # any key: only its presence shapes the document
+SNAPSHOT_KEY = "snapshot-key-not-in-the-document"  # any keys: only their presence shapes the document
+SNAPSHOT_ADMIN_KEY = "snapshot-admin-key-not-in-the-document"
 
 
 def _problem_only(document: dict[str, Any]) -> dict[str, Any]:
@@ -112,8 +113,9 @@ def main() -> None:
     from latent_bridge.service.app import create_app
     from latent_bridge.service.settings import Settings
 
-    for path, key in ((SNAPSHOT, None), (KEYED_SNAPSHOT, SNAPSHOT_KEY)):
-        path.write_text(render(create_app(Settings(bundle=None, api_key=key)).openapi()))  # type: ignore[arg-type]
+    for path, keys in ((SNAPSHOT, (None, None)), (KEYED_SNAPSHOT, (SNAPSHOT_KEY, SNAPSHOT_ADMIN_KEY))):
+        settings = Settings(bundle=None, api_key=keys[0], admin_key=keys[1])  # type: ignore[arg-type]
+        path.write_text(render(create_app(settings).openapi()))
         print(f"wrote {path}")
 
 
