@@ -178,7 +178,7 @@ def run_type(
     }
     result["inproc_p50"], result["inproc_p99"] = in_process(bundle, held_out[: args.queries])
     launched = time.perf_counter()
-    with running_server(bundle, env={"LATENT_BRIDGE_API_KEY": KEY, "LATENT_BRIDGE_ACCESS_LOG": "false"}) as server:
+    with running_server(bundle, env={"LATENT_BRIDGE_ADMIN_KEY": KEY, "LATENT_BRIDGE_ACCESS_LOG": "false"}) as server:
         result["start_s"] = time.perf_counter() - launched
         result["rss_start_mib"] = rss_mib(server.process.pid)
         result["http_p50"], result["http_p99"] = http_queries(server.base, held_out[: args.queries])

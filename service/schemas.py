@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from latent_bridge.service import examples
 from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -188,16 +189,7 @@ class RouteResponse(BaseModel):
 class TranslateRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "confidence": True},
-                {"from": "audio", "to": "text", "vectors": "zczMPZqZmb4AAAA/", "encoding": "base64"},
-                {
-                    "from": "audio",
-                    "to": "text",
-                    "vector": [0.12, -0.3, 0.05],
-                    "path": ["audio", "image", "text"],
-                },
-            ]
+            "examples": [example["value"] for example in examples.TRANSLATE.values()]
         },
     )
 
@@ -262,10 +254,7 @@ class TranslateResponse(BaseModel):
 class RetrieveRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "k": 5},
-                {"from": "text", "to": "text", "vector": "zczMPZqZmb4AAAA/", "encoding": "base64", "k": 10},
-            ]
+            "examples": [example["value"] for example in examples.RETRIEVE.values()]
         },
     )
 
@@ -428,12 +417,14 @@ class Readiness(BaseModel):
 
 
 class ReloadRequest(_Request):
-    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "models/demo-v2"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "demo-v2"}]})
 
     bundle: str | None = Field(
         default=None,
         min_length=1,
-        description="Bundle folder on the server to load; default the configured one (LATENT_BRIDGE_BUNDLE).",
+        max_length=4096,
+        description="Bundle folder to load, relative to the models folder (LATENT_BRIDGE_MODELS_DIR; an "
+        "absolute path must lie inside it); default the configured one (LATENT_BRIDGE_BUNDLE).",
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from latent_bridge.service import examples
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
@@ -50,13 +51,14 @@ def check_k(k: int, limit: int) -> None:
         raise KOutOfRange(k, limit)
 
 
-def inline(served: Served, source: str, gallery: Gallery, values: int) -> bool:
-    """Whether a request is small enough to run on the event loop: few input numbers, and (for an exact
-    gallery) a search of few multiply-adds."""
+def inline(served: Served, route: Route, gallery: Gallery, values: int) -> bool:
+    """Whether a request is small enough to run on the event loop: few input numbers, a route of small
+    measured cost, and (for an exact gallery) a search of few multiply-adds."""
+    source = route.path[0]
     rows = max(1, values // served.bundle.modalities[source].dim)
     flat = gallery.spec.index_type == "flat"
     search_work = rows * gallery.size * served.bundle.modalities[gallery.modality].dim if flat else 0
-    return values <= served.settings.inline_max_values and search_work <= INLINE_SEARCH_WORK
+    return search_work <= INLINE_SEARCH_WORK and served.inline(route, source, values)
 
 
 def search(
@@ -96,15 +98,23 @@ def search(
 async def retrieve_by_id(
     served: ServedDep,
     source: Annotated[
-        str, Query(alias="from", description="Modality of the query item.", examples=["audio"])
+        str, Query(alias="from", description="Modality of the query item.", openapi_examples=examples.param("audio"))
     ],
     target: Annotated[
-        str, Query(alias="to", description="Modality whose gallery is searched.", examples=["text"])
+        str,
+        Query(alias="to", description="Modality whose gallery is searched.", openapi_examples=examples.param("text")),
     ],
     item: Annotated[
-        str, Query(alias="id", description="Id of an item in the `from` gallery.", examples=["audio-7"])
+        str, Query(
+            alias="id",
+            description="Id of an item in the `from` gallery.",
+            openapi_examples=examples.param(examples.BARK_ID),
+        )
     ],
-    k: Annotated[int, Query(ge=1, le=K_CEILING, description=K_DOC)] = 10,
+    k: Annotated[
+        int,
+        Query(ge=1, le=K_CEILING, description=K_DOC, openapi_examples=examples.param(5)),
+    ] = 10,
     exclude_self: Annotated[bool, Query(description=EXCLUDE_SELF_DOC)] = False,
     effort: Annotated[int | None, Query(ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)] = None,
 ) -> Response:
@@ -115,7 +125,7 @@ async def retrieve_by_id(
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
     x = query_gallery.vectors_of([item])
     options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
-    if inline(served, source, gallery, x.size):
+    if inline(served, route, gallery, x.size):
         content = search(served, route, x, gallery, k, [item], options)
     else:
         content = await run_in_threadpool(search, served, route, x, gallery, k, [item], options)
@@ -148,7 +158,9 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
     summary="Search a gallery with vectors, text, images or sound",
     openapi_extra=form_body("RetrieveRequest"),
 )
-async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Response:
+async def retrieve_by_vectors(
+    body: Annotated[RetrieveRequest, Body(openapi_examples=examples.RETRIEVE)], served: ServedDep
+) -> Response:
     """Translate the query `vectors` (or one `vector`, or the stored items `ids` of the `from` gallery) from
     `from` to `to` (best or pinned route) and return the `k` nearest items of the `to` gallery per query,
     optionally only those whose payload matches `where`. Instead of vectors, raw `text`, `image` or `audio`
@@ -156,8 +168,9 @@ async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Respo
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = gallery_of(served.bundle, body.target)
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
     values = served.bundle.modalities[body.source].dim * len(body.ids) if body.ids else 0
-    if not has_raw(body) and inline(served, body.source, gallery, values or count_values(body.vectors, body.vector)):
+    if not has_raw(body) and inline(served, route, gallery, values or count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

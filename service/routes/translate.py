@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.graph import Route
@@ -63,13 +66,18 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     summary="Translate vectors from one modality to another",
     openapi_extra=form_body("TranslateRequest"),
 )
-async def translate(body: TranslateRequest, served: ServedDep) -> Response:
+async def translate(
+    body: Annotated[TranslateRequest, Body(openapi_examples=examples.TRANSLATE)], served: ServedDep
+) -> Response:
     """Translate one `vector` or a batch of `vectors` from `from` to `to`, along the route that preserves the
     most (or the pinned `path`). Returns the vectors, the path, its estimated fidelity and, with
     `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean). Instead of
     vectors, raw `text`, `image` or `audio` (base64, or multipart/form-data uploads) is embedded first by
     the `from` modality's encoder, when the bundle has one."""
-    if not has_raw(body) and count_values(body.vectors, body.vector) <= served.settings.inline_max_values:
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
+    values = count_values(body.vectors, body.vector)
+    passes = 2 if body.confidence else 1  # there and back
+    if not has_raw(body) and served.inline(route, body.source, values, passes):
         content = translation(served, body)  # tiny work: cheaper than a thread hop
     else:
         content = await run_in_threadpool(translation, served, body)

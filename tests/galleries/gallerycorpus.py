@@ -30,5 +30,5 @@ def write_corpus(dataset: Path, out: Path) -> Path:
 
 
 def settings_for(bundle: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {"bundle": bundle, "api_key": None, "access_log": False}
+    values: dict[str, object] = {"bundle": bundle, "api_key": None, "admin_key": None, "access_log": False}
     return Settings(**(values | overrides))  # type: ignore[arg-type]

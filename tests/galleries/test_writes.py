@@ -66,7 +66,7 @@ def assert_written(client: httpx.Client | TestClient) -> None:
 @pytest.mark.slow
 def test_acknowledged_writes_survive_sigkill_and_deletes_stay_deleted(writable: Path) -> None:
     doc5 = np.load(writable / "index/c.vectors.npy")[5]
-    env = {"LATENT_BRIDGE_API_KEY": API_KEY}
+    env = {"LATENT_BRIDGE_ADMIN_KEY": API_KEY}
     with running_server(writable, env=env) as server, httpx.Client(base_url=server.base) as client:
         write_some(client)
         server.process.send_signal(signal.SIGKILL)  # right after the last acknowledged write
@@ -78,7 +78,7 @@ def test_acknowledged_writes_survive_sigkill_and_deletes_stay_deleted(writable: 
 
 @pytest.mark.slow
 def test_searches_keep_running_during_writes_and_read_their_writes(writable: Path) -> None:
-    env = {"LATENT_BRIDGE_API_KEY": API_KEY}
+    env = {"LATENT_BRIDGE_ADMIN_KEY": API_KEY}
     failures: list[str] = []
     stop = threading.Event()
 
@@ -107,19 +107,19 @@ def test_searches_keep_running_during_writes_and_read_their_writes(writable: Pat
 
 
 def test_a_torn_last_record_is_cut_off_and_the_rest_replayed(writable: Path) -> None:
-    with TestClient(create_app(settings_for(writable, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         write_some(client)
     log = writes_dir(writable) / "c.log"
     whole = log.stat().st_size
     with log.open("ab") as f:
         f.write(b"\x40\x00\x00\x00\x01\x02")  # a frame header promising 64 bytes, then the crash
-    with TestClient(create_app(settings_for(writable, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         assert_written(client)
     assert log.stat().st_size == whole
 
 
 def test_a_damaged_record_before_the_end_refuses_the_bundle(writable: Path) -> None:
-    with TestClient(create_app(settings_for(writable, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         write_some(client)
     log = writes_dir(writable) / "c.log"
     data = bytearray(log.read_bytes())
@@ -130,7 +130,7 @@ def test_a_damaged_record_before_the_end_refuses_the_bundle(writable: Path) -> N
 
 
 def test_writes_refuse_bad_input(writable: Path) -> None:
-    with TestClient(create_app(settings_for(writable, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         def put(body: dict[str, object]) -> httpx.Response:
             return client.put("/galleries/c/items", headers=KEYED, json=body)
 
@@ -154,7 +154,7 @@ def test_writes_exist_only_behind_the_admin_key(writable: Path) -> None:
 
 
 def test_compact_folds_the_log_into_a_new_bundle(writable: Path, tmp_path: Path) -> None:
-    with TestClient(create_app(settings_for(writable, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         write_some(client)
     out = tmp_path / "compacted"
     main(["compact", "--bundle", str(writable), "--out", str(out), "--quiet"])
@@ -165,12 +165,12 @@ def test_compact_folds_the_log_into_a_new_bundle(writable: Path, tmp_path: Path)
     for edge in manifest["edges"]:
         assert (out / edge["file"]).read_bytes() == (writable / edge["file"]).read_bytes()
     assert not writes_dir(out).exists()
-    with TestClient(create_app(settings_for(out, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(out, admin_key=API_KEY))) as client:
         assert_written(client)
 
 
 def test_a_reload_to_another_bundle_leaves_the_old_bundles_writes_in_its_log(writable: Path, indexed: Path) -> None:
-    with TestClient(create_app(settings_for(writable, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         write_some(client)
         assert client.post("/admin/reload", headers=KEYED, json={"bundle": str(indexed)}).status_code == 200
         assert client.get("/galleries/c", headers=KEYED).json()["count"] == CORPUS_ROWS
