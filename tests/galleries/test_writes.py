@@ -147,10 +147,14 @@ def test_writes_refuse_bad_input(writable: Path) -> None:
         ).records == 0
 
 
-def test_writes_exist_only_behind_the_admin_key(writable: Path) -> None:
-    with TestClient(create_app(settings_for(writable))) as client:
-        response = client.put("/galleries/c/items", json={"ids": ["x"], "vectors": [[0.0] * 16]})
-        assert response.status_code in (404, 405)
+def test_writes_need_the_admin_key(writable: Path) -> None:
+    write = {"ids": ["x"], "vectors": [[0.0] * 16]}
+    with TestClient(create_app(settings_for(writable))) as client:  # no admin key: the admin scope is closed
+        assert client.put("/galleries/c/items", json=write).status_code == 403
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY, api_key="a-reader-key-0123456789"))) as client:
+        refused = client.put("/galleries/c/items", json=write, headers={"X-API-Key": "a-reader-key-0123456789"})
+        assert refused.status_code == 403
+        assert client.get("/galleries/c", headers={"X-API-Key": "a-reader-key-0123456789"}).status_code == 200
 
 
 def test_compact_folds_the_log_into_a_new_bundle(writable: Path, tmp_path: Path) -> None:
