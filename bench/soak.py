@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import secrets
@@ -110,6 +111,7 @@ async def one_request(
     return kind, r.status_code, {401}
 
 
+SPAWN = multiprocessing.get_context("spawn")
 ATTACK_KINDS = ("long-path", "huge-values", "huge-headers", "refused-reload")
 
 
@@ -165,6 +167,35 @@ async def slow_headers(port: int, until: float, attack: Attack) -> None:
             if writer is not None:
                 writer.close()
         await asyncio.sleep(0.05)
+
+
+def run_attacks(
+    base: str,
+    key: str,
+    admin: str,
+    world: dict[str, object],
+    seconds: float,
+    attackers: int,
+    slow_sockets: int,
+    results: multiprocessing.Queue[tuple[dict[tuple[str, int | str], int], int]],
+) -> None:
+    """The attack mix for ``seconds``, in a process of its own; its tally goes to ``results``."""
+    attack = Attack()
+    until = time.monotonic() + seconds
+    port = int(base.rsplit(":", 1)[1])
+
+    async def attacker(seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=base, headers={"x-api-key": key}, timeout=30) as http:
+            while time.monotonic() < until:
+                attack.statuses[await one_attack(http, rng, world, admin)] += 1
+
+    async def everything() -> None:
+        slow = [slow_headers(port, until, attack) for _ in range(slow_sockets)]
+        await asyncio.gather(*(attacker(i) for i in range(attackers)), *slow)
+
+    asyncio.run(everything())
+    results.put((dict(attack.statuses), attack.slow_cut))
 
 
 async def soak(
@@ -255,19 +286,19 @@ async def soak(
                 samples.append(f"{time.monotonic() - started:.0f}s:{rss_kib(pid) / 1024:.0f}")
                 await asyncio.sleep(5)
 
-        async def attacker(seed: int) -> None:
-            assert attack is not None
-            rng = random.Random(seed)
-            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as own:
-                while time.monotonic() < deadline:
-                    attack.statuses[await one_attack(own, rng, world, admin)] += 1
-
-        attacks = []
-        if attack is not None:
-            port = int(base.rsplit(":", 1)[1])
-            attacks = [attacker(1000 + i) for i in range(args.attackers)]
-            attacks += [slow_headers(port, deadline, attack) for _ in range(args.slow_sockets)]
-        await asyncio.gather(operator(), sampler(), *(worker(i) for i in range(args.concurrency)), *attacks)
+        attacker = None
+        if attack is not None:  # its own process: building attacks must not slow the normal clients down
+            results: multiprocessing.Queue[tuple[dict[tuple[str, int | str], int], int]] = SPAWN.Queue()
+            attacker = SPAWN.Process(
+                target=run_attacks,
+                args=(base, key, admin, world, deadline - time.monotonic(), args.attackers, args.slow_sockets, results),
+            )
+            attacker.start()
+        await asyncio.gather(operator(), sampler(), *(worker(i) for i in range(args.concurrency)))
+        if attacker is not None and attack is not None:
+            statuses, attack.slow_cut = await asyncio.to_thread(results.get, True, 60)
+            attack.statuses.update(statuses)
+            attacker.join(timeout=10)
         events.append("RSS MiB over time: " + " ".join(samples))
         rss_end = rss_kib(pid)
         metrics = (await http.get("/metrics")).text

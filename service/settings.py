@@ -132,6 +132,10 @@ class Settings(BaseSettings):
         description="The folder POST /admin/reload may name bundles in (default: the folder holding "
         "LATENT_BRIDGE_BUNDLE); a bundle outside it is refused.",
     )
+    readyz_details: bool = Field(
+        default=True,
+        description="Whether /readyz, open without a key, names the bundle, its fingerprint and counts.",
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
