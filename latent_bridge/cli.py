@@ -151,6 +151,35 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers)
 
 
+def cmd_translate(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.corpus import translate_corpus
+        from latent_bridge.service.errors import ServiceError
+    except ModuleNotFoundError as exc:
+        _need(SERVE_HINT)(exc)
+    try:
+        done = translate_corpus(args.bundle, args.source, args.target, args.corpus, args.out, batch=args.batch,
+                                path=args.path, progress=not args.quiet)
+    except ServiceError as exc:  # unknown modality, no route, a pinned path the bundle lacks
+        sys.exit(f"latent-bridge: {exc.detail}")
+    print(f"wrote {args.out}: {done.rows} rows along {' → '.join(done.path)} in {done.seconds:.1f} s "
+          f"({done.rows / max(done.seconds, 1e-9):,.0f} rows/s)")
+
+
+def _translate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tr = sub.add_parser("translate", help="translate a corpus file's embeddings offline, streamed in batches")
+    tr.add_argument("--bundle", type=Path, required=True)
+    tr.add_argument("--from", dest="source", required=True, help="modality of the corpus's embeddings")
+    tr.add_argument("--to", dest="target", required=True, help="modality to translate them into")
+    tr.add_argument("--in", dest="corpus", type=Path, required=True, help="Parquet file with an `embedding` column")
+    tr.add_argument("--out", type=Path, required=True, help="Parquet file to write (same columns, translated)")
+    tr.add_argument("--path", type=lambda t: [x for x in t.split(",") if x], default=None,
+                    help="pin the route, e.g. audio,text,image (default: the best one)")
+    tr.add_argument("--batch", type=int, default=4096, help="rows per batch (default 4096)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_translate)
+
+
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains edges (unset ones keep TrainConfig's defaults)."""
     parser.add_argument("--kind", default=None, help="auto (default), identity, centroid, procrustes, ridge, cca, mlp")
@@ -240,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=None)
     serve.set_defaults(func=cmd_serve)
+    _translate_parser(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
 from latent_bridge.service.auth import OPEN_PATHS, APIKeyMiddleware
 from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
+from latent_bridge.service.docs import DOCS_PATHS, install_docs
 from latent_bridge.service.errors import install_error_handlers
 from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
@@ -41,7 +42,8 @@ from latent_bridge.service.routes import (
     translate,
 )
 from latent_bridge.service.settings import Settings
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,8 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     """The app for ``settings``; with ``bundle`` it serves that one instead of loading ``settings.bundle``."""
     settings = settings or Settings()
     registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
     service_metrics = ServiceMetrics(registry)
 
     # Handed over once and then forgotten: a reference kept here would pin the first bundle in memory
@@ -137,6 +141,8 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         openapi_tags=[*TAGS, ADMIN_TAG] if with_admin else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served from our own assets (docs.py), never from a CDN
+        redoc_url=None,
     )
     reloader = Reloader(app)
     app.state.settings = settings
@@ -144,7 +150,8 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.state.metrics = service_metrics
     app.state.reloader = reloader
     install_error_handlers(app)
-    install_openapi(app, keyed=keyed)
+    install_openapi(app, keyed=keyed, max_k=settings.max_k)
+    install_docs(app)
     # Added innermost first: a request meets the request id, the access log, the route metrics, the key
     # check, the deadline and the body limit, in that order, before any route.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -154,12 +161,20 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         APIKeyMiddleware,
         key=None if settings.api_key is None else settings.api_key.get_secret_value(),
         admin_key=None if settings.admin_key is None else settings.admin_key.get_secret_value(),
-        open_paths=OPEN_PATHS | page.PAGE_PATHS,
+        open_paths=OPEN_PATHS | DOCS_PATHS | page.PAGE_PATHS,
     )
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:  # outermost: a preflight carries no API key and must not need one
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["content-type", "x-api-key", "authorization", "x-request-id"],
+            expose_headers=["x-request-id"],
+        )
     for router in (translate.router, retrieve.router, graph.router, health.router):
         app.include_router(router)
     for router in (embed.router, media.router, page.router):

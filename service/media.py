@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import pyarrow.parquet as pq
 from latent_bridge.service.errors import NoMedia
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.manifest import BundleError, Manifest, MediaSpec
@@ -67,7 +67,7 @@ def _table(bundle_dir: Path, spec: MediaSpec) -> dict[str, tuple[str, bytes]]:
     assert spec.file is not None and spec.sha256 is not None
     path = checked_file(bundle_dir, spec.file, spec.sha256)
     try:
-        table = pd.read_parquet(path, columns=["id", "content_type", "data"])
+        table = pq.read_table(path, columns=["id", "content_type", "data"]).to_pydict()
     except Exception as exc:  # pyarrow raises many types for a damaged file
         raise BundleError(f"{path}: not a media table with id, content_type, data ({exc})") from exc
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from latent_bridge.service import examples
 from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
@@ -163,16 +164,7 @@ class RouteResponse(BaseModel):
 class TranslateRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "confidence": True},
-                {"from": "audio", "to": "text", "vectors": "zczMPZqZmb4AAAA/", "encoding": "base64"},
-                {
-                    "from": "audio",
-                    "to": "text",
-                    "vector": [0.12, -0.3, 0.05],
-                    "path": ["audio", "image", "text"],
-                },
-            ]
+            "examples": [example["value"] for example in examples.TRANSLATE.values()]
         },
     )
 
@@ -237,10 +229,7 @@ class TranslateResponse(BaseModel):
 class RetrieveRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "k": 5},
-                {"from": "text", "to": "text", "vector": "zczMPZqZmb4AAAA/", "encoding": "base64", "k": 10},
-            ]
+            "examples": [example["value"] for example in examples.RETRIEVE.values()]
         },
     )
 

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         default=True,
         description="Whether /readyz, open without a key, names the bundle, its fingerprint and counts.",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API (CORS), as a JSON list, e.g. '
+        '["https://app.example.com"]; empty (the default) sends no CORS headers at all.',
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

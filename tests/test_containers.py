@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ sys.path.insert(0, str(DOCKER))
 from requirements import requirements  # noqa: E402
 
 # Where the trainer image gets torch; here pip's own index and find-links (CI has no route to the CPU index).
+JSON_HEADERS = {"content-type": "application/json"}
 LOCAL_ARGS = {"TORCH_INDEX": os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")}
 
 
@@ -160,6 +162,23 @@ def test_api_image_holds_no_training_stack(api_image: Image) -> None:
     assert not names & {"torch", "pandas", "watchfiles", "websockets", "matplotlib"}
 
 
+def documented_examples(base: str) -> list[tuple[str, str, bytes | None]]:
+    """Every request the committed OpenAPI document gives as an example: bodies, and query parameters."""
+    document = json.loads((ROOT / "openapi.json").read_text())
+    requests: list[tuple[str, str, bytes | None]] = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            for example in content.get("examples", {}).values():
+                requests.append((method.upper(), base + path, json.dumps(example["value"]).encode()))
+            params = {p["name"]: p["examples"]["demo"]["value"] for p in operation.get("parameters", [])
+                      if "examples" in p}
+            if params:
+                requests.append((method.upper(), f"{base}{path}?{urllib.parse.urlencode(params)}", None))
+    assert len(requests) >= 6
+    return requests
+
+
 def _get(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -204,6 +223,10 @@ def test_trainer_then_api_from_the_rebuilt_images(trainer_image: Image, api_imag
         assert "dog" in captions, captions
         assert len(firetruck["results"][0]["hits"]) == 5  # type: ignore[index]
         assert route["best"]["path"] == ["audio", "text", "image"]  # type: ignore[index]
+        for method, url, body in documented_examples(base):  # what /docs "Try it out" sends
+            request = urllib.request.Request(url, data=body, method=method, headers=JSON_HEADERS)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200, (method, url)
     finally:
         server.terminate()
         server.wait(timeout=30)

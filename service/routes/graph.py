@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from latent_bridge.service import examples
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import BundleDep, SettingsDep
 from latent_bridge.service.graph import Route
@@ -93,8 +94,12 @@ async def get_graph(bundle: BundleDep) -> GraphResponse:
 async def get_route(
     bundle: BundleDep,
     settings: SettingsDep,
-    source: Annotated[str, Query(alias="from", description="Source modality.", examples=["audio"])],
-    target: Annotated[str, Query(alias="to", description="Target modality.", examples=["text"])],
+    source: Annotated[
+        str, Query(alias="from", description="Source modality.", openapi_examples=examples.param("audio"))
+    ],
+    target: Annotated[
+        str, Query(alias="to", description="Target modality.", openapi_examples=examples.param("image"))
+    ],
     alternatives: Annotated[
         int,
         Query(

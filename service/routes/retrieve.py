@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from latent_bridge.service import examples
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
@@ -85,15 +86,23 @@ def search(
 async def retrieve_by_id(
     served: ServedDep,
     source: Annotated[
-        str, Query(alias="from", description="Modality of the query item.", examples=["audio"])
+        str, Query(alias="from", description="Modality of the query item.", openapi_examples=examples.param("audio"))
     ],
     target: Annotated[
-        str, Query(alias="to", description="Modality whose gallery is searched.", examples=["text"])
+        str,
+        Query(alias="to", description="Modality whose gallery is searched.", openapi_examples=examples.param("text")),
     ],
     item: Annotated[
-        str, Query(alias="id", description="Id of an item in the `from` gallery.", examples=["audio-7"])
+        str, Query(
+            alias="id",
+            description="Id of an item in the `from` gallery.",
+            openapi_examples=examples.param(examples.BARK_ID),
+        )
     ],
-    k: Annotated[int, Query(ge=1, description="Results to return (at most the server's max_k).")] = 10,
+    k: Annotated[
+        int,
+        Query(ge=1, description="Results to return (at most the server's max_k).", openapi_examples=examples.param(5)),
+    ] = 10,
 ) -> Response:
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
@@ -121,7 +130,9 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
     summary="Search a gallery with vectors, text, images or sound",
     openapi_extra=form_body("RetrieveRequest"),
 )
-async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Response:
+async def retrieve_by_vectors(
+    body: Annotated[RetrieveRequest, Body(openapi_examples=examples.RETRIEVE)], served: ServedDep
+) -> Response:
     """Translate the query `vectors` (or one `vector`) from `from` to `to` (best or pinned route) and return
     the `k` nearest items of the `to` gallery per query. Instead of vectors, raw `text`, `image` or `audio`
     (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.graph import Route
@@ -63,7 +66,9 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     summary="Translate vectors from one modality to another",
     openapi_extra=form_body("TranslateRequest"),
 )
-async def translate(body: TranslateRequest, served: ServedDep) -> Response:
+async def translate(
+    body: Annotated[TranslateRequest, Body(openapi_examples=examples.TRANSLATE)], served: ServedDep
+) -> Response:
     """Translate one `vector` or a batch of `vectors` from `from` to `to`, along the route that preserves the
     most (or the pinned `path`). Returns the vectors, the path, its estimated fidelity and, with
     `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean). Instead of

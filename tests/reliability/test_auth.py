@@ -25,8 +25,8 @@ GUARDED = [
     ("POST", "/translate"),
     ("POST", "/retrieve"),
     ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
+    ("GET", "/redoc"),  # not served: unknown paths need the key too
+    ("GET", "/docs/assets/redoc.standalone.js"),  # only the assets /docs uses are open
     ("POST", "/admin/reload"),
     ("GET", "/no-such-path"),  # no 404 leaks which paths exist
 ]
