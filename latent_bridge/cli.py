@@ -113,6 +113,24 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
     build_demo(args.out, limit=args.limit)
 
 
+def cmd_encoders_export(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.training.encoders_export import with_encoders
+    except ModuleNotFoundError as exc:
+        _need(f"{TRAIN_HINT}, and the encoders extra: pip install 'latent-bridge[encoders]'")(exc)
+    from latent_bridge.training.datasets.encoders import EncoderUnavailable
+
+    try:
+        manifest = with_encoders(args.bundle, args.out, args.modalities, args.media)
+    except EncoderUnavailable as exc:
+        sys.exit(f"latent-bridge: {exc}")
+    parity = manifest.training.get("encoder_parity_cosine")
+    parity = parity if isinstance(parity, dict) else {}
+    print(f"wrote bundle {args.out}: {args.bundle} + encoders of {', '.join(e.modality for e in manifest.encoders)}")
+    for encoder in manifest.encoders:
+        print(f"  {encoder.modality:>8}: {encoder.model} (parity cosine {parity.get(encoder.modality)})")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     try:
         from latent_bridge.demo import ensure_demo_bundle, examples
@@ -225,6 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("data/demo"))
     demo.add_argument("--limit", type=int, default=None, help="only the first N stamps")
     demo.set_defaults(func=cmd_data_demo)
+
+    enc = sub.add_parser("encoders", help="package encoders into a bundle, so the server takes raw input")
+    enc_sub = enc.add_subparsers(dest="action", required=True)
+    export = enc_sub.add_parser("export", help="new bundle = a bundle + the demo's real encoders (text, image, audio)")
+    export.add_argument("--bundle", type=Path, required=True, help="the bundle to start from (left untouched)")
+    export.add_argument("--out", type=Path, required=True, help="the new bundle folder")
+    export.add_argument("--modalities", type=lambda t: [x for x in t.split(",") if x], default=None,
+                        help="which encoders, e.g. text,image (default: every demo modality the bundle has)")
+    export.add_argument("--media", type=Path, default=None,
+                        help="dataset folder whose media/ thumbnails the search page shows (e.g. data/demo)")
+    export.set_defaults(func=cmd_encoders_export)
 
     demo_cmd = sub.add_parser("demo", help="train the demo bundle if missing, then serve it")
     demo_cmd.add_argument("--models", type=Path, default=Path("models"), help="folder holding bundles")

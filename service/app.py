@@ -29,7 +29,17 @@ from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
 from latent_bridge.service.reload import Reloader
-from latent_bridge.service.routes import admin, graph, health, metrics, retrieve, translate
+from latent_bridge.service.routes import (
+    admin,
+    embed,
+    graph,
+    health,
+    media,
+    metrics,
+    page,
+    retrieve,
+    translate,
+)
 from latent_bridge.service.settings import Settings
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from starlette.middleware.cors import CORSMiddleware
@@ -146,7 +156,9 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
     if settings.api_key is not None:  # only wired in when set: an unused check still costs every request
         app.add_middleware(
-            APIKeyMiddleware, key=settings.api_key.get_secret_value(), open_paths=OPEN_PATHS | DOCS_PATHS
+            APIKeyMiddleware,
+            key=settings.api_key.get_secret_value(),
+            open_paths=OPEN_PATHS | DOCS_PATHS | page.PAGE_PATHS,
         )
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
     if settings.access_log:
@@ -161,6 +173,8 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             expose_headers=["x-request-id"],
         )
     for router in (translate.router, retrieve.router, graph.router, health.router):
+        app.include_router(router)
+    for router in (embed.router, media.router, page.router):
         app.include_router(router)
     app.include_router(metrics.router)
     if keyed:  # admin routes exist only behind a key

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.media import Media, open_media
 from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
 from latent_bridge.service.settings import FidelityCriterion, Settings
 from latent_bridge.service.translate import Translator
@@ -38,6 +40,8 @@ class Bundle:
     galleries: dict[str, Gallery]
     graph: ModalityGraph
     load_seconds: float = 0.0
+    encoders: dict[str, Encoder] = field(default_factory=dict)
+    media: dict[str, Media] = field(default_factory=dict)
     modalities: dict[str, ModalitySpec] = field(init=False)
     l2_inputs: frozenset[str] = field(init=False)
 
@@ -62,10 +66,11 @@ class LoadLimits:
 
     manifest_bytes: int = MAX_MANIFEST_BYTES
     translator_bytes: int = 256 << 20
+    encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
 
 
 def load_limits(settings: Settings) -> LoadLimits:
-    return LoadLimits(settings.max_manifest_bytes, settings.max_translator_bytes)
+    return LoadLimits(settings.max_manifest_bytes, settings.max_translator_bytes, settings.encoder_threads)
 
 
 def _inside(bundle_dir: Path, relative: str) -> Path:
@@ -192,6 +197,8 @@ def _load(
     translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
     galleries = _open_galleries(bundle_dir, manifest)
     graph = ModalityGraph(manifest, criterion)
+    encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
+    media = open_media(bundle_dir, manifest)
     seconds = time.perf_counter() - started
     log.info(
         "loaded bundle %s (%d modalities, %d edges, %d galleries) in %.2fs",
@@ -201,4 +208,4 @@ def _load(
         len(galleries),
         seconds,
     )
-    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds)
+    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media)

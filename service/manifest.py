@@ -110,6 +110,85 @@ class Lineage(_Strict):
     new_edges: list[str] = Field(default_factory=list, description="Edges `src__dst` trained for this bundle.")
 
 
+EncoderKind = Literal["onnx-text", "onnx-image", "ctranslate2-whisper"]
+InputKind = Literal["text", "image", "audio"]
+ENCODER_INPUT: dict[str, InputKind] = {"onnx-text": "text", "onnx-image": "image", "ctranslate2-whisper": "audio"}
+
+
+class EncoderFile(_Strict):
+    role: str = Field(description="What the file is to the encoder: model, tokenizer, config, mel_filters, ...")
+    file: str = Field(description="Relative to the bundle.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TextPreprocessing(_Strict):
+    max_tokens: int = Field(gt=0, description="Longer inputs are truncated, as the encoder did for the dataset.")
+
+
+class ImagePreprocessing(_Strict):
+    size: int = Field(gt=0, description="Square side the image is resized to, after padding it to a square.")
+    background: tuple[int, int, int] = Field(description="RGB of the canvas transparency and padding go on.")
+    resample: Literal["bicubic", "bilinear"] = "bicubic"
+    offset: float = Field(description="pixel' = (pixel - offset) / scale, per channel, on 0..255 values.")
+    scale: float = Field(gt=0)
+
+
+class AudioPreprocessing(_Strict):
+    sample_rate: int = Field(gt=0, description="Input is resampled to this rate, mono.")
+    window_seconds: float = Field(gt=0, description="Only this much of the start is encoded.")
+    n_fft: int = Field(gt=0)
+    hop_length: int = Field(gt=0)
+    n_mels: int = Field(gt=0)
+    encoder_stride: int = Field(gt=0, description="Mel frames per encoder frame.")
+    compute_type: str = Field(description="CTranslate2 compute type the dataset was encoded with.")
+
+
+class EncoderSpec(_Strict):
+    """How the server embeds raw input of one modality exactly as the dataset was embedded."""
+
+    modality: str
+    kind: EncoderKind
+    model: str = Field(description="The encoder, in words.")
+    dim: int = Field(gt=0)
+    files: list[EncoderFile]
+    text: TextPreprocessing | None = None
+    image: ImagePreprocessing | None = None
+    audio: AudioPreprocessing | None = None
+
+    @property
+    def input(self) -> InputKind:
+        return ENCODER_INPUT[self.kind]
+
+    def file(self, role: str) -> EncoderFile:
+        return next(f for f in self.files if f.role == role)
+
+    @model_validator(mode="after")
+    def _preprocessing_fits(self) -> EncoderSpec:
+        given = {k for k in ("text", "image", "audio") if getattr(self, k) is not None}
+        if given != {self.input}:
+            raise ValueError(f"encoder kind {self.kind!r} needs exactly the {self.input!r} preprocessing")
+        return self
+
+
+class MediaSpec(_Strict):
+    """Where the page finds a gallery item's media: thumbnails inside the bundle, or an installed folder."""
+
+    modality: str
+    file: str | None = Field(default=None, description="Parquet (id, content_type, data) inside the bundle.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    root: str | None = Field(
+        default=None, description="Absolute folder outside the bundle holding the gallery's `uri` files, if present."
+    )
+    column: str = Field(default="uri", description="Gallery payload column naming the file under `root`.")
+    license: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MediaSpec:
+        if (self.file is None) == (self.root is None) or (self.file is None) != (self.sha256 is None):
+            raise ValueError("media needs either `file` with its `sha256`, or `root`")
+        return self
+
+
 class Manifest(_Strict):
     schema_version: int
     name: str
@@ -121,6 +200,10 @@ class Manifest(_Strict):
     versions: dict[str, str] = Field(default_factory=dict, description="Package versions that made it.")
     training: dict[str, object] = Field(default_factory=dict, description="Training configuration used.")
     lineage: Lineage = Field(default_factory=Lineage)
+    encoders: list[EncoderSpec] = Field(
+        default_factory=list, description="Per modality, the encoder that embeds raw text, images or sound."
+    )
+    media: list[MediaSpec] = Field(default_factory=list, description="Thumbnails and sounds the page shows.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -141,7 +224,21 @@ class Manifest(_Strict):
         for g in self.galleries:
             if g.modality not in names:
                 raise ValueError(f"gallery names unknown modality {g.modality!r}")
+        self._check_encoders(names)
         return self
+
+    def _check_encoders(self, names: list[str]) -> None:
+        parts = (("encoder", [e.modality for e in self.encoders]), ("media", [m.modality for m in self.media]))
+        for part, modalities in parts:
+            for name in modalities:
+                if name not in names:
+                    raise ValueError(f"{part} names unknown modality {name!r}")
+            if len(set(modalities)) != len(modalities):
+                raise ValueError(f"two {part} entries for one modality in {modalities}")
+        for e in self.encoders:
+            if e.dim != self.modality(e.modality).dim:
+                raise ValueError(f"encoder of {e.modality!r} gives {e.dim} dimensions, the modality has "
+                                 f"{self.modality(e.modality).dim}")
 
     def modality(self, name: str) -> ModalitySpec:
         return next(m for m in self.modalities if m.name == name)
@@ -149,7 +246,11 @@ class Manifest(_Strict):
     @property
     def fingerprint(self) -> str:
         """Short identity of this bundle's content: a hash over its files' hashes."""
-        parts = sorted([e.sha256 for e in self.edges] + [g.index_sha256 for g in self.galleries])
+        parts = sorted(
+            [e.sha256 for e in self.edges]
+            + [g.index_sha256 for g in self.galleries]
+            + [f.sha256 for enc in self.encoders for f in enc.files]
+        )
         return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 

@@ -78,6 +78,7 @@ class Reloader:
         settings = self.settings
         target = self.target(path)
         async with self._lock:
+            refused = None
             try:
                 new = await anyio.to_thread.run_sync(
                     load_bundle,
@@ -88,9 +89,12 @@ class Reloader:
                     load_limits(settings),
                 )
             except BundleError as exc:
+                refused = str(exc)  # only the words: the exception's frames hold the half-loaded bundle
+            if refused is not None:
                 metrics.reloads.labels("refused").inc()
-                log.warning("reload refused, still serving the old bundle: %s", exc)
-                raise BundleRefused(str(exc), bundle=str(target)) from exc
+                log.warning("reload refused, still serving the old bundle: %s", refused)
+                await anyio.to_thread.run_sync(release_memory)  # what the refused bundle allocated
+                raise BundleRefused(refused, bundle=str(target))
             old: Bundle | None = self.app.state.bundle
             self.app.state.bundle = new
             metrics.set_bundle(new)

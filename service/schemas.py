@@ -26,6 +26,20 @@ class _Request(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
 
+RawItems = str | list[str] | None
+TEXT_DOC = "Raw text to embed with the modality's encoder (one string or a list), instead of vectors."
+IMAGE_DOC = "Image file(s), base64 (PNG, JPEG, WebP, GIF...), for a modality with an image encoder."
+AUDIO_DOC = "Sound file(s), base64 (WAV, FLAC, Ogg, MP3), for a modality with an audio encoder."
+
+
+class RawInput(BaseModel):
+    """Raw input fields, for modalities whose bundle names an encoder (GET /modalities says which)."""
+
+    text: RawItems = Field(default=None, description=TEXT_DOC)
+    image: RawItems = Field(default=None, description=IMAGE_DOC)
+    audio: RawItems = Field(default=None, description=AUDIO_DOC)
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem: every error body of this API has this shape (and may add members)."""
 
@@ -68,6 +82,9 @@ class ModalityInfo(BaseModel):
     description: str
     gallery: GalleryInfo | None = Field(
         description="The modality's retrieval gallery, if the bundle has one."
+    )
+    encoder: str | None = Field(
+        default=None, description="Raw input the modality's encoder takes (text, image or audio), if any."
     )
 
 
@@ -144,7 +161,7 @@ class RouteResponse(BaseModel):
     alternatives: list[RouteInfo] = Field(description="The next cheapest simple paths, best first.")
 
 
-class TranslateRequest(_Request):
+class TranslateRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [example["value"] for example in examples.TRANSLATE.values()]
@@ -209,7 +226,7 @@ class TranslateResponse(BaseModel):
     )
 
 
-class RetrieveRequest(_Request):
+class RetrieveRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [example["value"] for example in examples.RETRIEVE.values()]
@@ -273,6 +290,37 @@ class RetrieveResponse(BaseModel):
     fidelity: float
     k: int
     results: list[QueryHits]
+
+
+class EmbedRequest(RawInput, _Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"modality": "text", "text": "a dog"},
+                {"modality": "text", "text": ["a dog", "a fire truck"], "encoding": "base64"},
+                {"modality": "image", "image": "iVBORw0KGgoAAAANSUhEUgAA..."},
+            ]
+        }
+    )
+
+    modality: str = Field(description="Modality whose encoder embeds the input.", examples=["text"])
+    encoding: Encoding = Field(default="float", description="How the vectors are returned.")
+
+
+class EmbedResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"modality": "text", "count": 1, "dim": 3, "encoding": "float", "vectors": [[0.1, -0.2, 0.97]]}
+            ]
+        }
+    )
+
+    modality: str
+    count: int
+    dim: int
+    encoding: Encoding
+    vectors: list[list[float]] | str = Field(description="The raw embeddings, as the dataset holds them.")
 
 
 class Health(BaseModel):

@@ -55,6 +55,20 @@ class Settings(BaseSettings):
         description="Requests with at most this many input numbers run on the event loop (cheaper than a "
         "thread hop); larger ones run in the thread pool so they never block other requests.",
     )
+    max_raw_batch: int = Field(
+        default=32, ge=1, le=10_000, description="Most raw texts, images or sounds in one request."
+    )
+    max_media_bytes: int = Field(
+        default=8 * MiB, ge=1024, le=1 << 30, description="Largest image or audio file (decoded from base64)."
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1, description="Largest image, in pixels (width × height), before it is decoded."
+    )
+    max_audio_seconds: float = Field(default=60.0, gt=0, le=3600, description="Longest audio file accepted.")
+    max_text_chars: int = Field(default=10_000, ge=1, description="Longest raw text accepted, in characters.")
+    encoder_threads: int = Field(
+        default=2, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
+    )
     max_manifest_bytes: int = Field(
         default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
     )

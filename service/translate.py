@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from latent_bridge.service.errors import NonFiniteOutput
 from latent_bridge.service.graph import Route
 from latent_bridge.service.manifest import ONNX_INPUT, ONNX_OUTPUT, BundleError, EdgeSpec
 
@@ -91,8 +92,26 @@ class Translator:
                 )
 
 
+def check_finite_output(y: Matrix, what: str = "translated vector") -> None:
+    """Refuse an answer holding NaN or infinity: finite inputs can overflow float32 along a route (values
+    near 3e38), and NaN or Infinity in JSON is invalid for most clients (and unsearchable by FAISS)."""
+    finite = np.isfinite(y)
+    if finite.all():
+        return
+    rows = np.flatnonzero(~finite.reshape(len(y), -1).all(axis=1))
+    raise NonFiniteOutput(
+        f"{len(rows)} {what}(s) overflow float32 to NaN or infinity, first at row {int(rows[0])}: the input "
+        "values are too large for this route",
+        rows=rows[:20].tolist(),
+    )
+
+
 def unit_rows(x: Matrix) -> Matrix:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if not np.isfinite(norms).all():  # finite values whose norm overflows float32: divide in float64
+        wide = x.astype(np.float64)
+        unit: Matrix = (wide / np.maximum(np.linalg.norm(wide, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return unit
     out: Matrix = x / np.maximum(norms, np.float32(1e-12))
     return out
 
@@ -115,15 +134,18 @@ def run_route(
             started = time.perf_counter()
             x = translator(x)
             on_hop(translator.key, time.perf_counter() - started)
+    check_finite_output(x)
     return x
 
 
 def round_trip_cosine(x: Matrix, back: Matrix, mean: Matrix | None) -> Matrix:
-    """Row-wise cosine of ``x`` and its round trip ``back``, both centred by ``mean`` when given."""
+    """Row-wise cosine of ``x`` and its round trip ``back``, both centred by ``mean`` when given (in float64:
+    large finite values would overflow float32's products)."""
+    x, back = x.astype(np.float64), back.astype(np.float64)
     if mean is not None:
         x = x - mean
         back = back - mean
     num = np.einsum("ij,ij->i", x, back)
     den = np.linalg.norm(x, axis=1) * np.linalg.norm(back, axis=1)
-    out: Matrix = (num / np.maximum(den, np.float32(1e-12))).astype(np.float32, copy=False)
+    out: Matrix = (num / np.maximum(den, 1e-12)).astype(np.float32)
     return out

@@ -39,6 +39,7 @@ def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
                 else GalleryInfo(
                     size=gallery.size, index_type=gallery.spec.index_type, payload=sorted(gallery.payload)
                 ),
+                encoder=bundle.encoders[m.name].spec.input if m.name in bundle.encoders else None,
             )
         )
     return infos

@@ -9,18 +9,19 @@ from fastapi import APIRouter, Body, Query
 from latent_bridge.service import examples
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
+from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.errors import KOutOfRange, NoGallery
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
-from latent_bridge.service.routes.base import JSONBodyRoute
+from latent_bridge.service.routes.forms import RawInputRoute, form_body
 from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
 from latent_bridge.service.translate import Matrix, run_route
-from latent_bridge.service.vectors import count_values, decode
+from latent_bridge.service.vectors import count_values
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-router = APIRouter(tags=["retrieval"], route_class=JSONBodyRoute)
+router = APIRouter(tags=["retrieval"], route_class=RawInputRoute)
 # A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.
 INLINE_SEARCH_WORK = 4_000_000
 
@@ -117,11 +118,7 @@ async def retrieve_by_id(
 
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
-    source = served.bundle.modalities[body.source]
-    limits = served.settings
-    x = decode(
-        body.vectors, body.vector, body.encoding, source.name, source.dim, limits.max_batch, limits.max_vector_length
-    )
+    x = query_matrix(served.bundle, served.settings, body.source, body, body.vectors, body.vector, body.encoding)
     return search(served, route, x, gallery, body.k, list(range(len(x))))
 
 
@@ -129,17 +126,19 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
     "/retrieve",
     response_model=RetrieveResponse,
     responses=problems(404, 409, 413, 415, 422, 503),
-    summary="Search a gallery with raw vectors",
+    summary="Search a gallery with vectors, text, images or sound",
+    openapi_extra=form_body("RetrieveRequest"),
 )
 async def retrieve_by_vectors(
     body: Annotated[RetrieveRequest, Body(openapi_examples=examples.RETRIEVE)], served: ServedDep
 ) -> Response:
     """Translate the query `vectors` (or one `vector`) from `from` to `to` (best or pinned route) and return
-    the `k` nearest items of the `to` gallery per query."""
+    the `k` nearest items of the `to` gallery per query. Instead of vectors, raw `text`, `image` or `audio`
+    (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = gallery_of(served.bundle, body.target)
-    if inline(served, body.source, gallery, count_values(body.vectors, body.vector)):
+    if not has_raw(body) and inline(served, body.source, gallery, count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

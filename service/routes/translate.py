@@ -7,16 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
+from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
-from latent_bridge.service.routes.base import JSONBodyRoute
+from latent_bridge.service.routes.forms import RawInputRoute, form_body
 from latent_bridge.service.schemas import TranslateRequest, TranslateResponse
 from latent_bridge.service.translate import round_trip_cosine, run_route, unit_rows
-from latent_bridge.service.vectors import count_values, decode, encode
+from latent_bridge.service.vectors import count_values, encode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-router = APIRouter(tags=["translation"], route_class=JSONBodyRoute)
+router = APIRouter(tags=["translation"], route_class=RawInputRoute)
 
 
 def hops_of(route: Route) -> list[dict[str, object]]:
@@ -28,15 +29,8 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     bundle, metrics = served.bundle, served.metrics
     route = bundle.graph.resolve(request.source, request.target, request.path)
     source, target = bundle.modalities[request.source], bundle.modalities[request.target]
-    limits = served.settings
-    x = decode(
-        request.vectors,
-        request.vector,
-        request.encoding,
-        source.name,
-        source.dim,
-        limits.max_batch,
-        limits.max_vector_length,
+    x = query_matrix(
+        bundle, served.settings, source.name, request, request.vectors, request.vector, request.encoding
     )
     y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
     confidence = None
@@ -70,14 +64,17 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     response_model=TranslateResponse,
     responses=problems(404, 409, 413, 415, 422, 503),
     summary="Translate vectors from one modality to another",
+    openapi_extra=form_body("TranslateRequest"),
 )
 async def translate(
     body: Annotated[TranslateRequest, Body(openapi_examples=examples.TRANSLATE)], served: ServedDep
 ) -> Response:
     """Translate one `vector` or a batch of `vectors` from `from` to `to`, along the route that preserves the
     most (or the pinned `path`). Returns the vectors, the path, its estimated fidelity and, with
-    `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean)."""
-    if count_values(body.vectors, body.vector) <= served.settings.inline_max_values:
+    `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean). Instead of
+    vectors, raw `text`, `image` or `audio` (base64, or multipart/form-data uploads) is embedded first by
+    the `from` modality's encoder, when the bundle has one."""
+    if not has_raw(body) and count_values(body.vectors, body.vector) <= served.settings.inline_max_values:
         content = translation(served, body)  # tiny work: cheaper than a thread hop
     else:
         content = await run_in_threadpool(translation, served, body)

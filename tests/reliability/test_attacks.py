@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from bundle_edits import edit_manifest, rehash
 from reliability_bundles import DIM
@@ -248,3 +249,68 @@ def test_oversized_files_are_refused_before_they_are_read(
                 assert refused.status_code == 422, refused.text
                 assert str(bad / file) in refused.json()["detail"] and "over the limit" in refused.json()["detail"]
             assert rss_mib(server.process.pid) < before + 20
+
+
+def strict_json(response: httpx.Response) -> object:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a JSON answer: {response.text[:200]}")
+
+    return json.loads(response.text, parse_constant=refuse)
+
+
+def test_answers_are_finite_or_refused(server: Server) -> None:
+    """[3e38] * d is finite float32, but overflows along a route: never NaN/Infinity in JSON, never an
+    empty hit list in silence."""
+    huge = [3e38] * DIM
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        for body in (
+            {"from": "a", "to": "b", "vector": huge, "normalize": False},
+            {"from": "a", "to": "b", "vector": huge},
+            {"from": "a", "to": "b", "vector": huge, "confidence": True},
+            {"from": "a", "to": "b", "vector": huge, "encoding": "float", "normalize": False},
+        ):
+            answer = http.post("/translate", json=body)
+            body_json = strict_json(answer)
+            assert answer.status_code in (200, 422), answer.text
+            if answer.status_code == 422:
+                assert body_json["type"].endswith("non-finite-output")  # type: ignore[index]
+        refused = http.post("/retrieve", json={"from": "a", "to": "b", "vector": huge, "k": 3})
+        assert refused.status_code == 422 and strict_json(refused)["type"].endswith("non-finite-output")  # type: ignore[index]
+        assert http.post("/translate", json={"from": "a", "to": "b", "vector": huge}).status_code == 422
+
+
+def big_translator(bundle: Path, hidden: int) -> None:
+    """a→b as input·W1·W2 with a wide hidden layer (8 × hidden and hidden × 8 floats): a heavy model."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((DIM, hidden), dtype=np.float32) / hidden, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((hidden, DIM), dtype=np.float32), "w2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["output"])],
+        "big",
+        [helper.make_tensor_value_info("input", 1, ["n", DIM])],
+        [helper.make_tensor_value_info("output", 1, ["n", DIM])],
+        initializer=[w1, w2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (bundle / "translators/a__b.onnx").write_bytes(model.SerializeToString())
+    rehash(bundle, "translators/a__b.onnx")
+
+
+def test_refused_reloads_keep_no_memory(bundle_one: Path, bundle_copy: Callable[[Path], Path]) -> None:
+    """A bundle refused late (heavy translators loaded, then a damaged gallery): 20 refusals in a row must
+    not grow the server."""
+    heavy = bundle_copy(bundle_one)
+    big_translator(heavy, hidden=1 << 19)  # 2 × 16 MiB of weights
+    path = heavy / "index/b.faiss"
+    path.write_bytes(path.read_bytes()[:100])
+    rehash(heavy, "index/b.faiss")
+    with running_server(bundle_one, env=ADMIN_ENV) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
+            sizes = []
+            for _ in range(20):
+                refused = http.post("/admin/reload", json={"bundle": str(heavy)})
+                assert refused.status_code == 422 and "index/b.faiss" in refused.json()["detail"], refused.text
+                sizes.append(rss_mib(server.process.pid))
+    assert sizes[-1] < sizes[1] * 1.1, sizes

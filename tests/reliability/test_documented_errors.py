@@ -54,6 +54,16 @@ CASES: dict[tuple[str, str], dict[int, Request]] = {
         409: ("GET", "/route?from=b&to=a", {}),
         422: ("GET", "/route?from=a", {}),
     },
+    ("post", "/embed"): {
+        404: ("POST", "/embed", {"json": {"modality": "zz", "text": "a dog"}}),
+        413: ("POST", "/embed", TOO_BIG),
+        415: ("POST", "/embed", {"content": b"x", "headers": {"content-type": "text/plain"}}),
+        422: ("POST", "/embed", {"json": {"modality": "a", "text": "a dog"}}),  # a has no encoder
+    },
+    ("get", "/media"): {
+        404: ("GET", "/media?modality=a&id=a-1", {}),  # no media in this bundle
+        422: ("GET", "/media?modality=a", {}),
+    },
     ("post", "/admin/reload"): {
         413: ("POST", "/admin/reload", TOO_BIG),
         415: ("POST", "/admin/reload", {"content": b"x", "headers": {"content-type": "text/plain"}}),

@@ -35,7 +35,7 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
     document = served_document(chain_bundle)
     operations = [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
     ids = [op["operationId"] for _, _, op in operations]
-    assert len(ids) == len(set(ids)) == 9
+    assert len(ids) == len(set(ids)) == 11
     assert set(ids) == {
         "translate",
         "retrieve_by_id",
@@ -46,6 +46,8 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
         "healthz",
         "readyz",
         "metrics",
+        "embed",
+        "get_media",
     }
     for path, method, op in operations:
         assert op.get("tags") and op.get("summary"), (path, method)
