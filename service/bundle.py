@@ -17,6 +17,7 @@ from pathlib import Path
 
 import faiss
 from latent_bridge.service.encoders import Encoder, open_encoders
+from latent_bridge.service.errors import NoGallery
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
@@ -58,6 +59,17 @@ class Bundle:
     @property
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
+
+    def gallery(self, modality: str) -> Gallery:
+        """The gallery of ``modality``: ``UnknownModality`` or ``NoGallery`` (naming those there are) otherwise."""
+        self.graph.require(modality)
+        found = self.galleries.get(modality)
+        if found is None:
+            raise NoGallery(
+                f"modality {modality!r} has no gallery; galleries: {sorted(self.galleries)}",
+                galleries=sorted(self.galleries),
+            )
+        return found
 
 
 @dataclass(frozen=True)
