@@ -78,7 +78,7 @@ class LoadLimits:
 
     manifest_bytes: int = MAX_MANIFEST_BYTES
     translator_bytes: int = 256 << 20
-    encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
+    encoder_threads: int = 1  # not a limit, but read from the settings at the same two places
     warm_up_seconds: float = 10.0
 
 

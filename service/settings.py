@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=60.0, gt=0, le=3600, description="Longest audio file accepted.")
     max_text_chars: int = Field(default=10_000, ge=1, description="Longest raw text accepted, in characters.")
     encoder_threads: int = Field(
-        default=2, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
+        default=1, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
     )
     max_manifest_bytes: int = Field(
         default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
