@@ -19,7 +19,7 @@ import faiss
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
-from latent_bridge.service.settings import FidelityCriterion
+from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion
 from latent_bridge.service.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _open_galleries(bundle_dir: Path, manifest: Manifest) -> dict[str, Gallery]:
 
 def load_bundle(
     bundle_dir: Path,
-    criterion: FidelityCriterion = "cycle_cosine",
+    criterion: FidelityCriterion = DEFAULT_FIDELITY,
     ort_threads: int = 1,
     faiss_threads: int = 1,
 ) -> Bundle:

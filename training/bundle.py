@@ -18,10 +18,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.manifest import (
     SCHEMA_VERSION,
     EdgeMetrics,
     EdgeSpec,
+    FinalFit,
     GallerySpec,
     IndexType,
     Lineage,
@@ -49,6 +51,7 @@ class EdgeArtifact:
     onnx_bytes: bytes
     metrics: EdgeMetrics
     candidates: dict[str, EdgeMetrics]
+    fit: FinalFit | None = None
 
     @property
     def key(self) -> str:
@@ -122,6 +125,7 @@ def edge_spec(staging: Path, artifact: EdgeArtifact) -> EdgeSpec:
         sha256=digest,
         metrics=artifact.metrics,
         candidates=artifact.candidates,
+        fit=artifact.fit,
     )
 
 
@@ -182,4 +186,5 @@ def write_bundle(
             ),
         )
         write_manifest(manifest, staging)
+        load_bundle(staging)  # the service's own loader checks the contract before the bundle is renamed into place
     return manifest

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from latent_bridge.service.manifest import Manifest, read_manifest  # noqa: E402
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
-from latent_bridge.training.datasets.splits import split_samples  # noqa: E402
+from latent_bridge.training.datasets.splits import test_samples  # noqa: E402
 from latent_bridge.training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
 from latent_bridge.training.translators import SpaceStats  # noqa: E402
 
@@ -148,8 +148,10 @@ def evaluate_bundle(bundle: Path, data_dir: Path, report_dir: Path, seed: int | 
     data = load_dataset(data_dir, [m.name for m in manifest.modalities])
     seed = int(cfg.get("seed", 0)) if seed is None else seed  # type: ignore[call-overload]
     all_samples = set().union(*(set(d.samples.tolist()) for d in data.values()))
-    test = set(split_samples(all_samples, seed, float(cfg.get("val_fraction", 0.1)),  # type: ignore[arg-type]
-                             float(cfg.get("test_fraction", 0.2))).test)  # type: ignore[arg-type]
+    test = set(test_samples(cfg | {"seed": seed}, all_samples))
+    if not test:
+        raise ValueError(f"bundle {manifest.name} was fit on every pair of {data_dir} (no --holdout); "
+                         "evaluate it on other data or train with --holdout FRACTION")
     translators = onnx_translators(bundle, manifest)
     results = [score_route(r, data, test, translators) for r in candidate_routes(manifest)]
     report_dir.mkdir(parents=True, exist_ok=True)

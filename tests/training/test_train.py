@@ -9,7 +9,7 @@ from latent_bridge.service.manifest import Manifest, read_manifest
 from latent_bridge.training import bundle as bundle_module
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import load_dataset
-from latent_bridge.training.datasets.splits import split_samples
+from latent_bridge.training.datasets.splits import holdout_split
 from latent_bridge.training.datasets.synthetic import make_dataset
 from latent_bridge.training.evaluate import ranks
 from latent_bridge.training.export import ExportError, check_parity, to_onnx
@@ -35,7 +35,7 @@ def test_r1_is_near_what_the_plant_allows(rotation_bundle: tuple[Path, Path, Man
     data_dir, _, manifest = rotation_bundle
     data = load_dataset(data_dir)
     a, b = data["a"], data["b"]
-    test = split_samples(set(a.samples.tolist()), seed=0, val=0.25, test=0.2).test
+    test = holdout_split(set(a.samples.tolist()), seed=0, fraction=0.2)[1]
     rows = a.rows_of(set(test))
     sa, sb = SpaceStats.fit(a.embeddings), SpaceStats.fit(b.embeddings)
     oracle = fit_linear("procrustes", sa.standardise(a.embeddings), sb.standardise(b.embeddings))
@@ -55,10 +55,9 @@ def test_manifest_and_files_check_out(rotation_bundle: tuple[Path, Path, Manifes
     assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
 
 
-def test_bundle_onnx_reproduces_torch_translation(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
-    """The ONNX file computes the affine map it was exported from, to 1e-5."""
+def test_bundle_onnx_has_a_dynamic_batch_and_the_target_dimension(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
     _, out, manifest = rotation_bundle
-    edge = next(e for e in manifest.edges if e.kind != "mlp")
+    edge = manifest.edges[0]
     session = ort.InferenceSession(str(out / edge.file), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
     y = session.run(None, {"input": x})[0]
@@ -156,7 +155,8 @@ def test_nonlinear_plant_needs_the_mlp(tmp_path: Path) -> None:
 def test_eval_recomputes_metrics_from_onnx_and_writes_report(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", n=200, dims={"a": 8, "b": 6, "c": 4}, relation="linear", noise=0.2)
     bundle = tmp_path / "bundle"
-    manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], progress=False))
+    manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], holdout=0.2,
+                                 progress=False))
     main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "report")])
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     routes = {" ".join(r["route"]): r for r in report["routes"]}
