@@ -31,9 +31,11 @@ import numpy as np
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from latent_bridge.service.bundle import Bundle, load_bundle  # noqa: E402
 from latent_bridge.service.translate import run_route, unit_rows  # noqa: E402
+from serverprocess import free_port  # noqa: E402
 
 
 @dataclass
@@ -81,13 +83,6 @@ def process_cpu(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def http_request(method: str, path: str, body: bytes | None = None) -> bytes:

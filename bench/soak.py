@@ -20,7 +20,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ import httpx
 import numpy as np
 
 HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from serverprocess import free_port  # noqa: E402
+
 BAD_KINDS = ("wrong-dim", "unknown-modality", "k-too-large", "body-too-large", "no-key")
 
 
@@ -43,13 +45,6 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     near_reload: Counter[str] = field(default_factory=Counter)
     requests: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rss_kib(pid: int) -> int:

@@ -1,17 +1,19 @@
 # syntax=docker/dockerfile:1
-# The API image: FastAPI + onnxruntime + faiss, no torch. It serves a bundle from /models.
+# The API image: FastAPI + onnxruntime + faiss, no torch, no pandas. It serves a bundle from /models.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Dependencies first, so a code change does not reinstall them.
-COPY pyproject.toml README.md ./
-RUN mkdir -p service latent_bridge \
-    && touch service/__init__.py latent_bridge/__init__.py \
-    && pip install ".[serve]"
-COPY service ./service
+# Dependencies first, read from pyproject.toml without building the package, so a code change does not
+# reinstall them. The package is built once, from its real sources, below.
+COPY pyproject.toml docker/requirements.py ./
+RUN python requirements.py pyproject.toml serve > requirements.txt \
+    && pip install -r requirements.txt
+COPY README.md ./
 COPY latent_bridge ./latent_bridge
+COPY service ./service
+COPY training ./training
 RUN pip install --no-deps .
 
 FROM python:3.11-slim

@@ -7,16 +7,17 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
-COPY pyproject.toml README.md ./
-RUN mkdir -p service training latent_bridge \
-    && touch service/__init__.py training/__init__.py latent_bridge/__init__.py \
-    && pip install ".[train]"
+# Dependencies first, read from pyproject.toml without building the package (see api.Dockerfile).
+COPY pyproject.toml docker/requirements.py ./
+RUN python requirements.py pyproject.toml train > requirements.txt \
+    && pip install -r requirements.txt
+COPY README.md ./
+COPY latent_bridge ./latent_bridge
 COPY service ./service
 COPY training ./training
-COPY latent_bridge ./latent_bridge
 COPY data/demo ./data/demo
-RUN pip install --no-deps . \
-    && useradd --create-home --uid 10001 bridge \
+RUN pip install --no-deps .
+RUN useradd --create-home --uid 10001 bridge \
     && mkdir -p /models && chown bridge /models
 USER 10001
 CMD ["latent-bridge", "demo", "--no-serve", "--models", "/models", "--data", "/app/data/demo"]

@@ -113,6 +113,24 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
     build_demo(args.out, limit=args.limit)
 
 
+def cmd_encoders_export(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.training.encoders_export import with_encoders
+    except ModuleNotFoundError as exc:
+        _need(f"{TRAIN_HINT}, and the encoders extra: pip install 'latent-bridge[encoders]'")(exc)
+    from latent_bridge.training.datasets.encoders import EncoderUnavailable
+
+    try:
+        manifest = with_encoders(args.bundle, args.out, args.modalities, args.media)
+    except EncoderUnavailable as exc:
+        sys.exit(f"latent-bridge: {exc}")
+    parity = manifest.training.get("encoder_parity_cosine")
+    parity = parity if isinstance(parity, dict) else {}
+    print(f"wrote bundle {args.out}: {args.bundle} + encoders of {', '.join(e.modality for e in manifest.encoders)}")
+    for encoder in manifest.encoders:
+        print(f"  {encoder.modality:>8}: {encoder.model} (parity cosine {parity.get(encoder.modality)})")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     try:
         from latent_bridge.demo import ensure_demo_bundle, examples
@@ -131,6 +149,35 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ModuleNotFoundError as exc:
         _need(SERVE_HINT)(exc)
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers)
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.corpus import translate_corpus
+        from latent_bridge.service.errors import ServiceError
+    except ModuleNotFoundError as exc:
+        _need(SERVE_HINT)(exc)
+    try:
+        done = translate_corpus(args.bundle, args.source, args.target, args.corpus, args.out, batch=args.batch,
+                                path=args.path, progress=not args.quiet)
+    except ServiceError as exc:  # unknown modality, no route, a pinned path the bundle lacks
+        sys.exit(f"latent-bridge: {exc.detail}")
+    print(f"wrote {args.out}: {done.rows} rows along {' → '.join(done.path)} in {done.seconds:.1f} s "
+          f"({done.rows / max(done.seconds, 1e-9):,.0f} rows/s)")
+
+
+def _translate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tr = sub.add_parser("translate", help="translate a corpus file's embeddings offline, streamed in batches")
+    tr.add_argument("--bundle", type=Path, required=True)
+    tr.add_argument("--from", dest="source", required=True, help="modality of the corpus's embeddings")
+    tr.add_argument("--to", dest="target", required=True, help="modality to translate them into")
+    tr.add_argument("--in", dest="corpus", type=Path, required=True, help="Parquet file with an `embedding` column")
+    tr.add_argument("--out", type=Path, required=True, help="Parquet file to write (same columns, translated)")
+    tr.add_argument("--path", type=lambda t: [x for x in t.split(",") if x], default=None,
+                    help="pin the route, e.g. audio,text,image (default: the best one)")
+    tr.add_argument("--batch", type=int, default=4096, help="rows per batch (default 4096)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_translate)
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
@@ -190,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bundle", type=Path, required=True)
     ev.add_argument("--data", type=Path, required=True)
     ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md, *.png")
-    ev.add_argument("--seed", type=int, default=0, help="the split seed the bundle was trained with")
+    ev.add_argument("--seed", type=int, default=None,
+                    help="the split seed (default: the one the bundle was trained with, from its manifest)")
     ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="build datasets")
@@ -199,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("data/demo"))
     demo.add_argument("--limit", type=int, default=None, help="only the first N stamps")
     demo.set_defaults(func=cmd_data_demo)
+
+    enc = sub.add_parser("encoders", help="package encoders into a bundle, so the server takes raw input")
+    enc_sub = enc.add_subparsers(dest="action", required=True)
+    export = enc_sub.add_parser("export", help="new bundle = a bundle + the demo's real encoders (text, image, audio)")
+    export.add_argument("--bundle", type=Path, required=True, help="the bundle to start from (left untouched)")
+    export.add_argument("--out", type=Path, required=True, help="the new bundle folder")
+    export.add_argument("--modalities", type=lambda t: [x for x in t.split(",") if x], default=None,
+                        help="which encoders, e.g. text,image (default: every demo modality the bundle has)")
+    export.add_argument("--media", type=Path, default=None,
+                        help="dataset folder whose media/ thumbnails the search page shows (e.g. data/demo)")
+    export.set_defaults(func=cmd_encoders_export)
 
     demo_cmd = sub.add_parser("demo", help="train the demo bundle if missing, then serve it")
     demo_cmd.add_argument("--models", type=Path, default=Path("models"), help="folder holding bundles")
@@ -214,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=None)
     serve.set_defaults(func=cmd_serve)
+    _translate_parser(sub)
     return parser
 
 

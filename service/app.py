@@ -20,17 +20,30 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from latent_bridge.service.accesslog import AccessLogMiddleware, configure_access_log
-from latent_bridge.service.auth import APIKeyMiddleware
-from latent_bridge.service.bundle import Bundle, load_bundle
+from latent_bridge.service.auth import OPEN_PATHS, APIKeyMiddleware
+from latent_bridge.service.bundle import Bundle, load_bundle, load_limits
+from latent_bridge.service.docs import DOCS_PATHS, install_docs
 from latent_bridge.service.errors import install_error_handlers
 from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
+from latent_bridge.service.protocol import configure as configure_protocol
 from latent_bridge.service.reload import Reloader
-from latent_bridge.service.routes import admin, graph, health, metrics, modalities, retrieve, translate
+from latent_bridge.service.routes import (
+    admin,
+    embed,
+    graph,
+    health,
+    media,
+    metrics,
+    page,
+    retrieve,
+    translate,
+)
 from latent_bridge.service.settings import Settings
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -45,7 +58,7 @@ TAGS = [
     {"name": "graph", "description": "Modalities, translators and the routes between them."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
-ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an API key."}
+ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an admin key."}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -84,13 +97,17 @@ class RequestIdMiddleware:
 def open_bundle(settings: Settings) -> Bundle:
     if settings.bundle is None:
         raise BundleError("no bundle given: set LATENT_BRIDGE_BUNDLE or pass --bundle")
-    return load_bundle(settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads)
+    return load_bundle(
+        settings.bundle, settings.fidelity, settings.ort_threads, settings.faiss_threads, load_limits(settings)
+    )
 
 
 def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -> FastAPI:
     """The app for ``settings``; with ``bundle`` it serves that one instead of loading ``settings.bundle``."""
     settings = settings or Settings()
     registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
     service_metrics = ServiceMetrics(registry)
 
     # Handed over once and then forgotten: a reference kept here would pin the first bundle in memory
@@ -116,13 +133,16 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             app.state.bundle = None
 
     keyed = settings.api_key is not None
+    with_admin = settings.admin_key is not None
     app = FastAPI(
         title="Latent Bridge",
         version=version("latent-bridge"),
         description=DESCRIPTION,
-        openapi_tags=[*TAGS, ADMIN_TAG] if keyed else TAGS,
+        openapi_tags=[*TAGS, ADMIN_TAG] if with_admin else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served from our own assets (docs.py), never from a CDN
+        redoc_url=None,
     )
     reloader = Reloader(app)
     app.state.settings = settings
@@ -130,21 +150,37 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.state.metrics = service_metrics
     app.state.reloader = reloader
     install_error_handlers(app)
-    install_openapi(app, keyed=keyed)
+    install_openapi(app, keyed=keyed, max_k=settings.max_k)
+    install_docs(app)
     # Added innermost first: a request meets the request id, the access log, the route metrics, the key
     # check, the deadline and the body limit, in that order, before any route.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
-    if settings.api_key is not None:  # only wired in when set: an unused check still costs every request
-        app.add_middleware(APIKeyMiddleware, key=settings.api_key.get_secret_value())
+    # Always wired in: without any key the admin scope must still be closed (auth.py has the rule).
+    app.add_middleware(
+        APIKeyMiddleware,
+        key=None if settings.api_key is None else settings.api_key.get_secret_value(),
+        admin_key=None if settings.admin_key is None else settings.admin_key.get_secret_value(),
+        open_paths=OPEN_PATHS | DOCS_PATHS | page.PAGE_PATHS,
+    )
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (translate.router, retrieve.router, graph.router, modalities.router, health.router):
+    if settings.cors_origins:  # outermost: a preflight carries no API key and must not need one
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["content-type", "x-api-key", "authorization", "x-request-id"],
+            expose_headers=["x-request-id"],
+        )
+    for router in (translate.router, retrieve.router, graph.router, health.router):
+        app.include_router(router)
+    for router in (embed.router, media.router, page.router):
         app.include_router(router)
     app.include_router(metrics.router)
-    if keyed:  # admin routes exist only behind a key
+    if with_admin:  # admin routes exist only behind the admin key
         app.include_router(admin.router)
     return app
 
@@ -154,4 +190,5 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     if settings.access_log:
         configure_access_log()
+    configure_protocol(settings)  # this worker's connection limits
     return create_app(settings)

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
-from latent_bridge.service.manifest import BundleError, Manifest, ModalitySpec, read_manifest
-from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion
+from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.media import Media, open_media
+from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
+from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion, Settings
 from latent_bridge.service.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ class Bundle:
     galleries: dict[str, Gallery]
     graph: ModalityGraph
     load_seconds: float = 0.0
+    encoders: dict[str, Encoder] = field(default_factory=dict)
+    media: dict[str, Media] = field(default_factory=dict)
     modalities: dict[str, ModalitySpec] = field(init=False)
     l2_inputs: frozenset[str] = field(init=False)
 
@@ -53,6 +58,25 @@ class Bundle:
     @property
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """What a bundle may cost to load; files over a size limit are refused before a byte is read."""
+
+    manifest_bytes: int = MAX_MANIFEST_BYTES
+    translator_bytes: int = 256 << 20
+    encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
+    warm_up_seconds: float = 10.0
+
+
+def load_limits(settings: Settings) -> LoadLimits:
+    return LoadLimits(
+        manifest_bytes=settings.max_manifest_bytes,
+        translator_bytes=settings.max_translator_bytes,
+        encoder_threads=settings.encoder_threads,
+        warm_up_seconds=settings.load_timeout,
+    )
 
 
 def _inside(bundle_dir: Path, relative: str) -> Path:
@@ -73,7 +97,8 @@ def _sha256(path: Path) -> str:
 
 
 def checked_file(bundle_dir: Path, relative: str, sha256: str) -> Path:
-    """The file's path once it is inside the bundle, present and has the manifest's sha256."""
+    """The file's path once it is inside the bundle, present and has the manifest's sha256 (hashed in
+    chunks: nothing is held in memory)."""
     path = _inside(bundle_dir, relative)
     actual = _sha256(path)
     if actual != sha256:
@@ -83,22 +108,50 @@ def checked_file(bundle_dir: Path, relative: str, sha256: str) -> Path:
     return path
 
 
+def checked_bytes(bundle_dir: Path, relative: str, sha256: str, limit: int, setting: str) -> bytes:
+    """The file's bytes once its size is within ``limit`` (checked before reading) and its sha256, hashed
+    chunk by chunk as it is read, matches the manifest's."""
+    path = _inside(bundle_dir, relative)
+    size = path.stat().st_size
+    if size > limit:
+        raise BundleError(f"{bundle_dir / relative}: {size} bytes, over the limit of {limit} ({setting})")
+    digest, chunks, read = hashlib.sha256(), [], 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            read += len(chunk)
+            if read > limit:
+                raise BundleError(f"{bundle_dir / relative}: grew past the limit of {limit} bytes ({setting})")
+            digest.update(chunk)
+            chunks.append(chunk)
+    if digest.hexdigest() != sha256:
+        raise BundleError(
+            f"{bundle_dir / relative}: sha256 {digest.hexdigest()[:12]}… does not match the manifest's "
+            f"{sha256[:12]}…"
+        )
+    return b"".join(chunks)
+
+
 def _open_translators(
-    bundle_dir: Path, manifest: Manifest, threads: int
+    bundle_dir: Path, manifest: Manifest, threads: int, limits: LoadLimits
 ) -> dict[tuple[str, str], Translator]:
     dims = {m.name: m.dim for m in manifest.modalities}
     translators = {}
     for edge in manifest.edges:
-        path = _inside(bundle_dir, edge.file)
-        model = path.read_bytes()
-        if hashlib.sha256(model).hexdigest() != edge.sha256:
+        model = checked_bytes(bundle_dir, edge.file, edge.sha256, limits.translator_bytes, "max_translator_bytes")
+        try:
+            external = external_tensors(model)
+        except MalformedModel as exc:
+            raise BundleError(f"{bundle_dir / edge.file}: not a loadable ONNX model (protobuf: {exc})") from exc
+        if external:
             raise BundleError(
-                f"{bundle_dir / edge.file}: sha256 does not match the manifest's {edge.sha256[:12]}…"
+                f"{bundle_dir / edge.file}: tensor(s) {external[:5]} keep their data in another file "
+                "(ONNX external data); a translator must be one self-contained file"
             )
         translator = Translator(
             edge, model, dims[edge.source], dims[edge.target], bundle_dir / edge.file, threads
         )
-        translator.warm_up(bundle_dir / edge.file, WARM_UP_BATCH)
+        del model
+        translator.warm_up(bundle_dir / edge.file, WARM_UP_BATCH, limits.warm_up_seconds)
         translators[edge.source, edge.target] = translator
     return translators
 
@@ -122,18 +175,36 @@ def load_bundle(
     criterion: FidelityCriterion = DEFAULT_FIDELITY,
     ort_threads: int = 1,
     faiss_threads: int = 1,
+    limits: LoadLimits | None = None,
 ) -> Bundle:
-    """Validate and open everything; raise ``BundleError`` on the first problem."""
+    """Validate and open everything; raise ``BundleError`` on the first problem, whatever it is: an
+    unreadable file (permissions, a name too long, ...) too, naming the file, never another exception."""
+    try:
+        return _load(Path(bundle_dir), criterion, ort_threads, faiss_threads, limits or LoadLimits())
+    except BundleError:
+        raise
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else bundle_dir
+        raise BundleError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except Exception as exc:  # a library's own exception on a file it could not parse
+        log.debug("bundle %s failed to load", bundle_dir, exc_info=True)
+        raise BundleError(f"{bundle_dir}: cannot be loaded ({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+def _load(
+    bundle_dir: Path, criterion: FidelityCriterion, ort_threads: int, faiss_threads: int, limits: LoadLimits
+) -> Bundle:
     started = time.perf_counter()
-    bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise BundleError(f"{bundle_dir}: not a bundle folder (missing)")
     if faiss_threads:
         faiss.omp_set_num_threads(faiss_threads)
-    manifest = read_manifest(bundle_dir)
-    translators = _open_translators(bundle_dir, manifest, ort_threads)
+    manifest = read_manifest(bundle_dir, limits.manifest_bytes)
+    translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
     galleries = _open_galleries(bundle_dir, manifest)
     graph = ModalityGraph(manifest, criterion)
+    encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
+    media = open_media(bundle_dir, manifest)
     seconds = time.perf_counter() - started
     log.info(
         "loaded bundle %s (%d modalities, %d edges, %d galleries) in %.2fs",
@@ -143,4 +214,4 @@ def load_bundle(
         len(galleries),
         seconds,
     )
-    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds)
+    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media)

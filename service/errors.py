@@ -70,6 +70,10 @@ class NonFiniteInput(ServiceError):
     status, slug, title = 422, "non-finite-input", "Vectors contain NaN or infinity"
 
 
+class NonFiniteOutput(ServiceError):
+    status, slug, title = 422, "non-finite-output", "Translation overflowed"
+
+
 class EmptyBatch(ServiceError):
     status, slug, title = 422, "empty-batch", "No vectors given"
 
@@ -115,6 +119,38 @@ class VectorTooLong(ServiceError):
         super().__init__(
             f"input vector {row} has {got} values; the limit is {limit}", limit=limit, got=got, row=row
         )
+
+
+class NoEncoder(ServiceError):
+    status, slug, title = 422, "no-encoder", "No encoder for this modality"
+
+
+class WrongInputKind(ServiceError):
+    status, slug, title = 422, "wrong-input-kind", "This modality takes another kind of raw input"
+
+
+class MalformedInput(ServiceError):
+    status, slug, title = 422, "malformed-input", "Raw input cannot be decoded"
+
+
+class UnreadableMedia(ServiceError):
+    status, slug, title = 422, "unreadable-media", "Image or audio file cannot be read"
+
+
+class UnsupportedSampleRate(ServiceError):
+    status, slug, title = 422, "unsupported-sample-rate", "Audio sample rate cannot be resampled"
+
+
+class InputTooLarge(ServiceError):
+    status, slug, title = 413, "input-too-large", "A raw input is too large"
+
+
+class AudioTooLong(ServiceError):
+    status, slug, title = 413, "audio-too-long", "Audio is too long"
+
+
+class NoMedia(ServiceError):
+    status, slug, title = 404, "no-media", "No media for this item"
 
 
 class BodyTooLarge(ServiceError):
@@ -222,6 +258,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
     if request_id is not None:  # answered outside RequestIdMiddleware (by Starlette's ServerErrorMiddleware)
         response.headers["x-request-id"] = request_id
+    # Starlette re-raises after this answer and uvicorn then closes the connection: say so, or a client
+    # reusing the keep-alive connection meets a reset.
+    response.headers["connection"] = "close"
     return response
 
 

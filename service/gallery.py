@@ -14,7 +14,8 @@ from typing import Any
 
 import faiss
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from latent_bridge.service.errors import UnknownItem
 from latent_bridge.service.manifest import BundleError, GallerySpec
 from latent_bridge.service.translate import Matrix
@@ -58,8 +59,6 @@ def _jsonable(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if value is pd.NA or value is pd.NaT:
-        return None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return value
@@ -84,7 +83,7 @@ class Gallery:
         self,
         spec: GallerySpec,
         index: faiss.Index,
-        table: pd.DataFrame,
+        table: pa.Table,
         dim: int,
         index_path: Path,
         ids_path: Path,
@@ -93,16 +92,18 @@ class Gallery:
         self.modality = spec.modality
         self.index = index  # keeps the C++ object (and its inner index) alive
         self._check(table, dim, index_path, ids_path)
-        self.ids: list[str] = table["id"].astype(str).tolist()
+        self.ids: list[str] = [str(v) for v in table.column("id").to_pylist()]
         self.rows = {item: row for row, item in enumerate(self.ids)}
         if len(self.rows) != len(self.ids):
             raise BundleError(f"{ids_path}: duplicate ids")
         self.samples: list[str] = (
-            table["sample"].astype(str).tolist() if "sample" in table else [""] * len(self.ids)
+            [str(v) for v in table.column("sample").to_pylist()]
+            if "sample" in table.column_names
+            else [""] * len(self.ids)
         )
         self.payload = {
-            str(c): [_jsonable(v) for v in table[c].tolist()]
-            for c in table.columns
+            str(c): [_jsonable(v) for v in table.column(c).to_pylist()]
+            for c in table.column_names
             if c not in ("id", "sample", EMBEDDING_COLUMN)
         }
         self.mean = _centring_mean(index)
@@ -112,19 +113,19 @@ class Gallery:
     def size(self) -> int:
         return len(self.ids)
 
-    def _check(self, table: pd.DataFrame, dim: int, index_path: Path, ids_path: Path) -> None:
+    def _check(self, table: pa.Table, dim: int, index_path: Path, ids_path: Path) -> None:
         if self.index.d != dim:
             raise BundleError(
                 f"{index_path}: index dimension {self.index.d}, modality {self.modality!r} has {dim}"
             )
-        if "id" not in table.columns:
-            raise BundleError(f"{ids_path}: missing column 'id' (found {list(table.columns)})")
-        if self.index.ntotal != len(table):
+        if "id" not in table.column_names:
+            raise BundleError(f"{ids_path}: missing column 'id' (found {table.column_names})")
+        if self.index.ntotal != table.num_rows:
             raise BundleError(
-                f"{index_path}: {self.index.ntotal} vectors but {ids_path.name} has {len(table)} rows"
+                f"{index_path}: {self.index.ntotal} vectors but {ids_path.name} has {table.num_rows} rows"
             )
-        if self.spec.size != len(table):
-            raise BundleError(f"{ids_path}: {len(table)} rows, the manifest says size {self.spec.size}")
+        if self.spec.size != table.num_rows:
+            raise BundleError(f"{ids_path}: {table.num_rows} rows, the manifest says size {self.spec.size}")
         inner = (
             faiss.downcast_index(self.index.index)
             if isinstance(self.index, faiss.IndexPreTransform)
@@ -139,20 +140,21 @@ class Gallery:
         if isinstance(inner, faiss.IndexIVF):
             inner.make_direct_map()  # lets a stored item be read back by row
 
-    def _stored_vectors(self, table: pd.DataFrame, dim: int, ids_path: Path) -> Matrix | None:
+    def _stored_vectors(self, table: pa.Table, dim: int, ids_path: Path) -> Matrix | None:
         """Raw embeddings when the id table carries them; else items are read back from the index."""
-        if EMBEDDING_COLUMN not in table.columns:
+        if EMBEDDING_COLUMN not in table.column_names:
             return None
         try:
-            stored: Matrix = np.ascontiguousarray(np.stack(list(table[EMBEDDING_COLUMN])), dtype=np.float32)
+            rows = table.column(EMBEDDING_COLUMN).to_numpy(zero_copy_only=False)
+            stored: Matrix = np.ascontiguousarray(np.stack(list(rows)), dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise BundleError(
                 f"{ids_path}: column {EMBEDDING_COLUMN!r} is not a float matrix ({exc})"
             ) from exc
-        if stored.shape != (len(table), dim):
+        if stored.shape != (table.num_rows, dim):
             raise BundleError(
                 f"{ids_path}: column {EMBEDDING_COLUMN!r} has shape {stored.shape}, "
-                f"expected ({len(table)}, {dim})"
+                f"expected ({table.num_rows}, {dim})"
             )
         return stored
 
@@ -196,7 +198,7 @@ def open_gallery(spec: GallerySpec, bundle_dir: Path, dim: int) -> Gallery:
     index_path, ids_path = bundle_dir / spec.index_file, bundle_dir / spec.ids_file
     index = read_index(index_path)
     try:
-        table = pd.read_parquet(ids_path)
+        table = pq.read_table(ids_path)
     except Exception as exc:  # pyarrow raises many types for a damaged file
         raise BundleError(f"{ids_path}: not a readable Parquet table ({type(exc).__name__}: {exc})") from exc
     return Gallery(spec, index, table, dim, index_path, ids_path)

@@ -20,6 +20,7 @@ from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion
 
 MIN_FIDELITY = 1e-6
 HOP_COST = 1e-9
+MAX_ECHOED = 16  # entries of a refused path quoted back in the error
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,16 @@ class ModalityGraph:
         return [self._route(p) for p in paths]
 
     def along(self, path: list[str], source: str, target: str) -> Route:
-        """The route of a pinned path, checked against the request and the bundle's edges."""
+        """The route of a pinned path, checked against the request and the bundle's edges.
+
+        Only simple paths are accepted (each modality at most once), so a pinned route has at most one hop
+        per modality: its cost is bounded by the bundle, never by the request."""
+        if len(path) > len(self.modalities) or len(set(path)) != len(path):
+            raise InvalidPath(
+                f"a pinned path must be simple: each modality at most once, at most {len(self.modalities)} "
+                f"modalities (got {len(path)} entries, {len(set(path))} distinct)",
+                path=path[:MAX_ECHOED],
+            )
         for name in path:
             self.require(name)
         if not path or path[0] != source or path[-1] != target:
@@ -143,8 +153,6 @@ class ModalityGraph:
                 f"a pinned path must start at {source!r} and end at {target!r}, got {path}", path=path
             )
         for a, b in zip(path, path[1:], strict=False):
-            if a == b:
-                raise InvalidPath(f"pinned path {path} repeats {a!r} in a row", path=path)
             if not self.graph.has_edge(a, b):
                 known = sorted(self.graph.successors(a))
                 raise MissingEdge(
@@ -154,6 +162,20 @@ class ModalityGraph:
                     available=known,
                 )
         return self._route(path)
+
+    def label(self, route: Route) -> str:
+        """The route's metric label: its path when it is the best route between its ends, else
+        ``from>…>to (pinned)``. At most two labels per pair of modalities, whatever requests pin."""
+        source, target = route.path[0], route.path[-1]
+        if route.path == self.best(source, target).path:
+            return ">".join(route.path)
+        return f"{source}>…>{target} (pinned)"
+
+    def resolve(self, source: str, target: str, path: list[str] | None = None) -> Route:
+        """The route a request asks for: its pinned ``path`` when given, else the best one."""
+        self.require(source)
+        self.require(target)
+        return self.along(path, source, target) if path is not None else self.best(source, target)
 
     def back(self, route: Route) -> Route:
         """The way back for a round trip: the reversed path when every reverse edge exists, else the best."""

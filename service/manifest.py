@@ -10,19 +10,39 @@ gallery's own centring, which is stored inside the FAISS index as a pre-transfor
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+MAX_MANIFEST_BYTES = 4 << 20
+# The bundle layout and the translators' ONNX signature: training writes these, the service checks them.
+TRANSLATORS_DIR = "translators"
+INDEX_DIR = "index"
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "output"
 
 EdgeKind = Literal["identity", "centroid", "procrustes", "ridge", "cca", "mlp"]
 EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "procrustes", "ridge", "cca", "mlp")
 IndexType = Literal["flat", "ivf", "hnsw"]
+
+
+def edge_key(source: str, target: str) -> str:
+    return f"{source}__{target}"
+
+
+def translator_file(source: str, target: str) -> str:
+    """Where the ONNX translator of edge ``source``→``target`` lives, relative to the bundle."""
+    return f"{TRANSLATORS_DIR}/{edge_key(source, target)}.onnx"
+
+
+def gallery_files(modality: str) -> tuple[str, str]:
+    """The FAISS index and its id/payload table of ``modality``'s gallery, relative to the bundle."""
+    return f"{INDEX_DIR}/{modality}.faiss", f"{INDEX_DIR}/{modality}.parquet"
 
 
 class BundleError(Exception):
@@ -90,7 +110,7 @@ class EdgeSpec(_Strict):
 
     @property
     def key(self) -> str:
-        return f"{self.source}__{self.target}"
+        return edge_key(self.source, self.target)
 
 
 class GallerySpec(_Strict):
@@ -109,6 +129,85 @@ class Lineage(_Strict):
     new_edges: list[str] = Field(default_factory=list, description="Edges `src__dst` trained for this bundle.")
 
 
+EncoderKind = Literal["onnx-text", "onnx-image", "ctranslate2-whisper"]
+InputKind = Literal["text", "image", "audio"]
+ENCODER_INPUT: dict[str, InputKind] = {"onnx-text": "text", "onnx-image": "image", "ctranslate2-whisper": "audio"}
+
+
+class EncoderFile(_Strict):
+    role: str = Field(description="What the file is to the encoder: model, tokenizer, config, mel_filters, ...")
+    file: str = Field(description="Relative to the bundle.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TextPreprocessing(_Strict):
+    max_tokens: int = Field(gt=0, description="Longer inputs are truncated, as the encoder did for the dataset.")
+
+
+class ImagePreprocessing(_Strict):
+    size: int = Field(gt=0, description="Square side the image is resized to, after padding it to a square.")
+    background: tuple[int, int, int] = Field(description="RGB of the canvas transparency and padding go on.")
+    resample: Literal["bicubic", "bilinear"] = "bicubic"
+    offset: float = Field(description="pixel' = (pixel - offset) / scale, per channel, on 0..255 values.")
+    scale: float = Field(gt=0)
+
+
+class AudioPreprocessing(_Strict):
+    sample_rate: int = Field(gt=0, description="Input is resampled to this rate, mono.")
+    window_seconds: float = Field(gt=0, description="Only this much of the start is encoded.")
+    n_fft: int = Field(gt=0)
+    hop_length: int = Field(gt=0)
+    n_mels: int = Field(gt=0)
+    encoder_stride: int = Field(gt=0, description="Mel frames per encoder frame.")
+    compute_type: str = Field(description="CTranslate2 compute type the dataset was encoded with.")
+
+
+class EncoderSpec(_Strict):
+    """How the server embeds raw input of one modality exactly as the dataset was embedded."""
+
+    modality: str
+    kind: EncoderKind
+    model: str = Field(description="The encoder, in words.")
+    dim: int = Field(gt=0)
+    files: list[EncoderFile]
+    text: TextPreprocessing | None = None
+    image: ImagePreprocessing | None = None
+    audio: AudioPreprocessing | None = None
+
+    @property
+    def input(self) -> InputKind:
+        return ENCODER_INPUT[self.kind]
+
+    def file(self, role: str) -> EncoderFile:
+        return next(f for f in self.files if f.role == role)
+
+    @model_validator(mode="after")
+    def _preprocessing_fits(self) -> EncoderSpec:
+        given = {k for k in ("text", "image", "audio") if getattr(self, k) is not None}
+        if given != {self.input}:
+            raise ValueError(f"encoder kind {self.kind!r} needs exactly the {self.input!r} preprocessing")
+        return self
+
+
+class MediaSpec(_Strict):
+    """Where the page finds a gallery item's media: thumbnails inside the bundle, or an installed folder."""
+
+    modality: str
+    file: str | None = Field(default=None, description="Parquet (id, content_type, data) inside the bundle.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    root: str | None = Field(
+        default=None, description="Absolute folder outside the bundle holding the gallery's `uri` files, if present."
+    )
+    column: str = Field(default="uri", description="Gallery payload column naming the file under `root`.")
+    license: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MediaSpec:
+        if (self.file is None) == (self.root is None) or (self.file is None) != (self.sha256 is None):
+            raise ValueError("media needs either `file` with its `sha256`, or `root`")
+        return self
+
+
 class Manifest(_Strict):
     schema_version: int
     name: str
@@ -120,6 +219,10 @@ class Manifest(_Strict):
     versions: dict[str, str] = Field(default_factory=dict, description="Package versions that made it.")
     training: dict[str, object] = Field(default_factory=dict, description="Training configuration used.")
     lineage: Lineage = Field(default_factory=Lineage)
+    encoders: list[EncoderSpec] = Field(
+        default_factory=list, description="Per modality, the encoder that embeds raw text, images or sound."
+    )
+    media: list[MediaSpec] = Field(default_factory=list, description="Thumbnails and sounds the page shows.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -140,7 +243,21 @@ class Manifest(_Strict):
         for g in self.galleries:
             if g.modality not in names:
                 raise ValueError(f"gallery names unknown modality {g.modality!r}")
+        self._check_encoders(names)
         return self
+
+    def _check_encoders(self, names: list[str]) -> None:
+        parts = (("encoder", [e.modality for e in self.encoders]), ("media", [m.modality for m in self.media]))
+        for part, modalities in parts:
+            for name in modalities:
+                if name not in names:
+                    raise ValueError(f"{part} names unknown modality {name!r}")
+            if len(set(modalities)) != len(modalities):
+                raise ValueError(f"two {part} entries for one modality in {modalities}")
+        for e in self.encoders:
+            if e.dim != self.modality(e.modality).dim:
+                raise ValueError(f"encoder of {e.modality!r} gives {e.dim} dimensions, the modality has "
+                                 f"{self.modality(e.modality).dim}")
 
     def modality(self, name: str) -> ModalitySpec:
         return next(m for m in self.modalities if m.name == name)
@@ -148,23 +265,46 @@ class Manifest(_Strict):
     @property
     def fingerprint(self) -> str:
         """Short identity of this bundle's content: a hash over its files' hashes."""
-        parts = sorted([e.sha256 for e in self.edges] + [g.index_sha256 for g in self.galleries])
+        parts = sorted(
+            [e.sha256 for e in self.edges]
+            + [g.index_sha256 for g in self.galleries]
+            + [f.sha256 for enc in self.encoders for f in enc.files]
+        )
         return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
-def read_manifest(bundle_dir: Path) -> Manifest:
-    """Parse and validate ``manifest.json``; raise ``BundleError`` naming the file on any problem."""
+def read_manifest(bundle_dir: Path, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:
+    """Parse and validate ``manifest.json``; raise ``BundleError`` naming the file on any problem.
+
+    The size is checked before a byte is read; JSON nested deeper than pydantic-core's limit (200) is
+    refused, not recursed into."""
     path = Path(bundle_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise BundleError(f"{path}: missing manifest")
     try:
-        return Manifest.model_validate(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+        if not path.is_file():
+            raise BundleError(f"{path}: missing manifest")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BundleError(f"{path}: {size} bytes, over the limit of {max_bytes} (max_manifest_bytes)")
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise BundleError(f"{path}: over the limit of {max_bytes} bytes (max_manifest_bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = pydantic_core.from_json(text)
+    except ValueError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        return Manifest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "manifest"
-        raise BundleError(f"{path}: {where}: {first['msg']}") from exc
+        raise BundleError(f"{path}: {where}: {first['msg']}") from None
 
 
 def write_manifest(manifest: Manifest, bundle_dir: Path) -> Path:

@@ -16,6 +16,9 @@ from latent_bridge.service.bundle import Bundle
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Methods counted by name; any other (HTTP allows any token) is counted as "other", so no request can
+# add a label value.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
@@ -64,7 +67,7 @@ class ServiceMetrics:
 
         self._hops: dict[str, Histogram] = {}
         self._searches: dict[str, Histogram] = {}
-        self._paths: dict[tuple[str, tuple[str, ...]], tuple[Counter, Counter]] = {}
+        self._paths: dict[tuple[str, str], tuple[Counter, Counter]] = {}
 
     def observe_hop(self, edge: str, seconds: float) -> None:
         child = self._hops.get(edge)
@@ -78,12 +81,12 @@ class ServiceMetrics:
             child = self._searches[modality] = self.search_seconds.labels(modality)
         child.observe(seconds)
 
-    def count(self, operation: str, path: tuple[str, ...], vectors: int) -> None:
-        children = self._paths.get((operation, path))
+    def count(self, operation: str, label: str, vectors: int) -> None:
+        """Count a request under a route label from a bounded set (``ModalityGraph.label``)."""
+        children = self._paths.get((operation, label))
         if children is None:
-            label = ">".join(path)
             children = (self.translations.labels(operation, label), self.vectors.labels(label))
-            self._paths[operation, path] = children
+            self._paths[operation, label] = children
         children[0].inc()
         children[1].inc(vectors)
 
@@ -144,7 +147,8 @@ class RouteMetricsMiddleware:
             route = scope.get("route")
             handler = getattr(route, "path", None) or "unmatched"
             if handler not in self.exclude:
-                self._observe(scope["method"], handler, status, time.perf_counter() - started)
+                method = scope["method"] if scope["method"] in METHODS else "other"
+                self._observe(method, handler, status, time.perf_counter() - started)
 
     def _observe(self, method: str, handler: str, status: int, seconds: float) -> None:
         key = (method, handler, status)

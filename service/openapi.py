@@ -1,7 +1,8 @@
 """The OpenAPI document: FastAPI's, with every error answered as problem+json only, and its snapshot.
 
-``python -m latent_bridge.service.openapi`` rewrites ``openapi.json`` at the repository root; a test checks the served
-document equals that committed snapshot, so an API change is always a visible diff.
+``python -m latent_bridge.service.openapi`` rewrites ``openapi.json`` (a server without an API key) and
+``openapi-keyed.json`` (with one: security schemes, 401/403, the admin routes) at the repository root; a
+test checks the served documents equal those committed snapshots, so an API change is always a visible diff.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from latent_bridge.service.auth import OPEN_PATHS
+from latent_bridge.service.auth import OPEN_PATHS, admin_scoped
 from latent_bridge.service.errors import PROBLEM_MEDIA_TYPE
 from latent_bridge.service.responses import DESCRIPTIONS
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "openapi.json"
+KEYED_SNAPSHOT = SNAPSHOT.with_name("openapi-keyed.json")
+SERVERS = [{"url": "http://localhost:8000", "description": "`latent-bridge serve` or `make demo` on this machine"}]
+CONTACT = {"name": "Latent Bridge maintainers"}
+LICENSE = {"name": "Apache-2.0", "identifier": "Apache-2.0"}
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 TIMED_OPERATIONS = frozenset({"translate", "retrieve_by_id", "retrieve_by_vectors"})
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -24,6 +29,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     "HTTPBearer": {"type": "http", "scheme": "bearer"},
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+SNAPSHOT_KEY = "snapshot-key-not-in-the-document"  # any keys: only their presence shapes the document
+SNAPSHOT_ADMIN_KEY = "snapshot-admin-key-not-in-the-document"
 
 
 def _problem_only(document: dict[str, Any]) -> dict[str, Any]:
@@ -50,23 +57,36 @@ def _guards(document: dict[str, Any], keyed: bool) -> dict[str, Any]:
     """Document what the middleware answers before any route runs: 413 for a body over the limit, 504
     past the deadline on the routes that run models, and with an API key 401/403 and the schemes."""
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("413", _error(413))
             if operation.get("operationId") in TIMED_OPERATIONS:
                 responses.setdefault("504", _error(504))
-            if keyed and path not in OPEN_PATHS:
+            if (keyed or admin_scoped(method.upper(), path)) and path not in OPEN_PATHS:
                 responses.setdefault("401", _error(401))
                 responses.setdefault("403", _error(403))
                 operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
             operation["responses"] = dict(sorted(responses.items()))
-    if keyed:
+    if keyed or any(admin_scoped(m.upper(), p) for p, ops in document.get("paths", {}).items() for m in ops):
         document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     return document
 
 
-def install_openapi(app: FastAPI, keyed: bool = False) -> None:
+def _limits(document: dict[str, Any], max_k: int) -> dict[str, Any]:
+    """The schema states this server's ``max_k`` as the maximum of every ``k``."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "k":
+                    parameter["schema"]["maximum"] = max_k
+    k = document.get("components", {}).get("schemas", {}).get("RetrieveRequest", {}).get("properties", {}).get("k")
+    if k is not None:
+        k["maximum"] = max_k
+    return document
+
+
+def install_openapi(app: FastAPI, keyed: bool = False, max_k: int = 100) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = get_openapi(
@@ -75,8 +95,11 @@ def install_openapi(app: FastAPI, keyed: bool = False) -> None:
                 description=app.description,
                 routes=app.routes,
                 tags=app.openapi_tags,
+                servers=SERVERS,
+                contact=CONTACT,
+                license_info=LICENSE,
             )
-            app.openapi_schema = _guards(_problem_only(document), keyed)
+            app.openapi_schema = _limits(_guards(_problem_only(document), keyed), max_k)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -90,9 +113,10 @@ def main() -> None:
     from latent_bridge.service.app import create_app
     from latent_bridge.service.settings import Settings
 
-    document = create_app(Settings(bundle=None, api_key=None)).openapi()
-    SNAPSHOT.write_text(render(document))
-    print(f"wrote {SNAPSHOT}")
+    for path, keys in ((SNAPSHOT, (None, None)), (KEYED_SNAPSHOT, (SNAPSHOT_KEY, SNAPSHOT_ADMIN_KEY))):
+        settings = Settings(bundle=None, api_key=keys[0], admin_key=keys[1])  # type: ignore[arg-type]
+        path.write_text(render(create_app(settings).openapi()))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ DESCRIPTIONS = {
     413: "Too large: the body (over max_body_bytes), the batch (over max_batch) or one vector (over "
     "max_vector_length); the body gives the limit.",
     415: "The body is not application/json.",
-    422: "Invalid input: wrong dimension (expected vs got), NaN/Inf, empty batch, k out of range, malformed "
+    422: "Invalid input: wrong dimension (expected vs got), NaN/Inf (or values so large the translation "
+    "overflows), empty batch, k out of range, malformed "
     "base64, a pinned path that does not fit, or a schema violation.",
     503: "The bundle is not loaded yet.",
     504: "The request, body upload included, took longer than request_timeout.",

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from latent_bridge.service import examples
 from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
 from pydantic import BaseModel, ConfigDict, Field
 
 Encoding = Literal["float", "base64"]
+MAX_PATH = 64  # entries of a pinned path; the bundle's own bound (one per modality) is checked by the graph
 VECTORS_DOC = (
     "Input vectors: a list of rows (encoding 'float'), or with encoding 'base64' one base64 string of the "
     "little-endian float32 values of all rows, row after row (n × dim values)."
@@ -22,6 +24,20 @@ VECTOR_DOC = (
 
 class _Request(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+RawItems = str | list[str] | None
+TEXT_DOC = "Raw text to embed with the modality's encoder (one string or a list), instead of vectors."
+IMAGE_DOC = "Image file(s), base64 (PNG, JPEG, WebP, GIF...), for a modality with an image encoder."
+AUDIO_DOC = "Sound file(s), base64 (WAV, FLAC, Ogg, MP3), for a modality with an audio encoder."
+
+
+class RawInput(BaseModel):
+    """Raw input fields, for modalities whose bundle names an encoder (GET /modalities says which)."""
+
+    text: RawItems = Field(default=None, description=TEXT_DOC)
+    image: RawItems = Field(default=None, description=IMAGE_DOC)
+    audio: RawItems = Field(default=None, description=AUDIO_DOC)
 
 
 class Problem(BaseModel):
@@ -67,6 +83,9 @@ class ModalityInfo(BaseModel):
     gallery: GalleryInfo | None = Field(
         description="The modality's retrieval gallery, if the bundle has one."
     )
+    encoder: str | None = Field(
+        default=None, description="Raw input the modality's encoder takes (text, image or audio), if any."
+    )
 
 
 class ModalitiesResponse(BaseModel):
@@ -85,7 +104,7 @@ class GraphEdge(BaseModel):
 
 class GraphResponse(BaseModel):
     bundle: str
-    criterion: str = Field(description="The edge metric used as fidelity: cycle_cosine, cosine or r1.")
+    criterion: str = Field(description="The edge metric used as fidelity: mrr (default), r1, cycle_cosine or cosine.")
     nodes: list[ModalityInfo]
     edges: list[GraphEdge]
     components: list[list[str]] = Field(description="Groups of modalities connected by edges.")
@@ -112,7 +131,7 @@ class RouteResponse(BaseModel):
                 {
                     "from": "audio",
                     "to": "image",
-                    "criterion": "cycle_cosine",
+                    "criterion": "mrr",
                     "best": {
                         "path": ["audio", "text", "image"],
                         "fidelity": 0.86,
@@ -142,19 +161,10 @@ class RouteResponse(BaseModel):
     alternatives: list[RouteInfo] = Field(description="The next cheapest simple paths, best first.")
 
 
-class TranslateRequest(_Request):
+class TranslateRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "confidence": True},
-                {"from": "audio", "to": "text", "vectors": "zczMPZqZmb4AAAA/", "encoding": "base64"},
-                {
-                    "from": "audio",
-                    "to": "text",
-                    "vector": [0.12, -0.3, 0.05],
-                    "path": ["audio", "image", "text"],
-                },
-            ]
+            "examples": [example["value"] for example in examples.TRANSLATE.values()]
         },
     )
 
@@ -164,7 +174,10 @@ class TranslateRequest(_Request):
     vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = Field(default="float", description="How vectors are sent and returned.")
     path: list[str] | None = Field(
-        default=None, description="Pin the route: modalities from `from` to `to`; default the best route."
+        default=None,
+        max_length=MAX_PATH,
+        description="Pin the route: a simple path of modalities (each at most once) from `from` to `to`; "
+        "default the best route.",
     )
     normalize: bool = Field(default=True, description="L2-normalise the returned vectors.")
     confidence: bool = Field(
@@ -213,13 +226,10 @@ class TranslateResponse(BaseModel):
     )
 
 
-class RetrieveRequest(_Request):
+class RetrieveRequest(RawInput, _Request):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"from": "audio", "to": "text", "vectors": [[0.12, -0.3, 0.05]], "k": 5},
-                {"from": "text", "to": "text", "vector": "zczMPZqZmb4AAAA/", "encoding": "base64", "k": 10},
-            ]
+            "examples": [example["value"] for example in examples.RETRIEVE.values()]
         },
     )
 
@@ -229,7 +239,9 @@ class RetrieveRequest(_Request):
     vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = "float"
     k: int = Field(default=10, ge=1, description="Results per query (at most the server's max_k).")
-    path: list[str] | None = Field(default=None, description="Pin the translation route.")
+    path: list[str] | None = Field(
+        default=None, max_length=MAX_PATH, description="Pin the translation route: a simple path, as in /translate."
+    )
 
 
 class Hit(BaseModel):
@@ -280,6 +292,37 @@ class RetrieveResponse(BaseModel):
     results: list[QueryHits]
 
 
+class EmbedRequest(RawInput, _Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"modality": "text", "text": "a dog"},
+                {"modality": "text", "text": ["a dog", "a fire truck"], "encoding": "base64"},
+                {"modality": "image", "image": "iVBORw0KGgoAAAANSUhEUgAA..."},
+            ]
+        }
+    )
+
+    modality: str = Field(description="Modality whose encoder embeds the input.", examples=["text"])
+    encoding: Encoding = Field(default="float", description="How the vectors are returned.")
+
+
+class EmbedResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"modality": "text", "count": 1, "dim": 3, "encoding": "float", "vectors": [[0.1, -0.2, 0.97]]}
+            ]
+        }
+    )
+
+    modality: str
+    count: int
+    dim: int
+    encoding: Encoding
+    vectors: list[list[float]] | str = Field(description="The raw embeddings, as the dataset holds them.")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
@@ -295,12 +338,14 @@ class Readiness(BaseModel):
 
 
 class ReloadRequest(_Request):
-    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "models/demo-v2"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "demo-v2"}]})
 
     bundle: str | None = Field(
         default=None,
         min_length=1,
-        description="Bundle folder on the server to load; default the configured one (LATENT_BRIDGE_BUNDLE).",
+        max_length=4096,
+        description="Bundle folder to load, relative to the models folder (LATENT_BRIDGE_MODELS_DIR; an "
+        "absolute path must lie inside it); default the configured one (LATENT_BRIDGE_BUNDLE).",
     )
 
 

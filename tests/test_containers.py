@@ -1,13 +1,18 @@
-"""The exact commands the Docker images run, run here without Docker (no engine on CI machines)."""
+"""The Docker images, rebuilt without Docker (no engine on CI machines): each Dockerfile's build steps are
+replayed in order (its COPYs into a fresh folder, keeping the sources' mtimes as COPY does, its pip and
+python RUNs in a clean venv), then the images' commands run from those venvs."""
 
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,24 +21,90 @@ from serverprocess import free_port
 from latent_bridge.demo import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+sys.path.insert(0, str(DOCKER))
+from requirements import requirements  # noqa: E402
+
+# Where the trainer image gets torch; here pip's own index and find-links (CI has no route to the CPU index).
+JSON_HEADERS = {"content-type": "application/json"}
+LOCAL_ARGS = {"TORCH_INDEX": os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")}
+
+
+def instructions(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (DOCKER / name).read_text())
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
 
 
 def dockerfile_cmd(name: str) -> list[str]:
-    text = (ROOT / "docker" / name).read_text()
-    return json.loads(re.findall(r"^CMD (\[.*\])$", text, re.M)[-1])
-
-
-def runnable(argv: list[str]) -> list[str]:
-    """The image's command with its program taken from this environment (the image has it on PATH)."""
-    return [str(Path(sys.executable).with_name(argv[0])), *argv[1:]]
+    return json.loads([rest for word, rest in instructions(name) if word == "CMD"][-1])
 
 
 def dockerfile_env(name: str) -> dict[str, str]:
-    text = (ROOT / "docker" / name).read_text().replace("\\\n", " ")
     env: dict[str, str] = {}
-    for line in re.findall(r"^ENV (.*)$", text, re.M):
-        env |= dict(item.split("=", 1) for item in shlex.split(line) if "=" in item)
+    for word, rest in instructions(name):
+        if word == "ENV":
+            env |= dict(item.split("=", 1) for item in shlex.split(rest) if "=" in item)
     return env
+
+
+def _dockerignored() -> list[str]:
+    return [p.strip().removeprefix("**/") for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip()]
+
+
+@dataclass
+class Image:
+    venv: Path
+    workdir: Path
+
+    def program(self, name: str) -> str:
+        return str(self.venv / "bin" / name)
+
+
+def build(name: str, tmp: Path) -> Image:
+    """Replay the first build stage of ``docker/<name>``: the steps that install the package."""
+    image = Image(tmp / "venv", tmp / "work")
+    subprocess.run([sys.executable, "-m", "venv", str(image.venv)], check=True)
+    image.workdir.mkdir()
+    env = os.environ | {"PATH": f"{image.venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(image.venv)}
+    args: dict[str, str] = {}
+    ignore = shutil.ignore_patterns(*_dockerignored())
+    stages = 0
+    for word, rest in instructions(name):
+        if word == "FROM":
+            stages += 1
+            if stages > 1:
+                break
+        elif word == "ARG":
+            key, _, default = rest.partition("=")
+            args[key] = LOCAL_ARGS.get(key, default)
+        elif word == "COPY":
+            *sources, target = shlex.split(rest)
+            for source in sources:
+                src, dst = ROOT / source, image.workdir / target
+                if src.is_dir():
+                    shutil.copytree(src, dst, ignore=ignore)
+                else:
+                    shutil.copy2(src, dst / src.name if target.endswith("/") else dst)
+        elif word == "RUN" and rest.split()[0] in ("pip", "python") and not rest.startswith("python -m venv"):
+            command = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], rest)
+            subprocess.run(["bash", "-c", command], check=True, cwd=image.workdir, env=env, timeout=900)
+    return image
+
+
+@pytest.fixture(scope="module")
+def api_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    return build("api.Dockerfile", tmp_path_factory.mktemp("api-image"))
+
+
+@pytest.fixture(scope="module")
+def trainer_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    return build("trainer.Dockerfile", tmp_path_factory.mktemp("trainer-image"))
 
 
 def test_images_run_the_documented_commands() -> None:
@@ -43,7 +114,16 @@ def test_images_run_the_documented_commands() -> None:
     assert dockerfile_env("api.Dockerfile")["LATENT_BRIDGE_BUNDLE"] == "/models/demo"
     compose = (ROOT / "docker-compose.yml").read_text()
     assert "condition: service_completed_successfully" in compose
-    assert "/readyz" in compose and "/readyz" in (ROOT / "docker" / "api.Dockerfile").read_text()
+    assert "/readyz" in compose and "/readyz" in (DOCKER / "api.Dockerfile").read_text()
+
+
+def test_requirements_come_from_pyproject() -> None:
+    serve = requirements(ROOT / "pyproject.toml", ["serve"])
+    names = {re.split(r"[\[<>=;! ]", r)[0] for r in serve}
+    assert {"numpy", "pyarrow", "fastapi", "onnxruntime", "faiss-cpu"} <= names
+    assert not names & {"torch", "pandas", "uvicorn[standard]", "watchfiles", "websockets"}
+    with pytest.raises(SystemExit, match="no extra gpu"):
+        requirements(ROOT / "pyproject.toml", ["gpu"])
 
 
 def test_server_side_imports_no_torch() -> None:
@@ -56,19 +136,63 @@ def test_server_side_imports_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.slow
+def test_wheel_installs_one_import_root(api_image: Image, tmp_path: Path) -> None:
+    """`pip install .` (as the image runs it, in a clean venv) puts one top-level package into site-packages."""
+    code = (
+        "import importlib.metadata as md, json\n"
+        "files = md.distribution('latent-bridge').files\n"
+        "print(json.dumps(sorted({f.parts[0] for f in files if not f.parts[0].endswith('.dist-info')})))\n"
+    )
+    out = subprocess.run([api_image.program("python"), "-c", code], check=True, capture_output=True, text=True,
+                         cwd=tmp_path).stdout
+    assert json.loads(out) == ["..", "latent_bridge"]  # ".." is the console script in bin/
+    for generic in ("service", "training"):
+        found = subprocess.run([api_image.program("python"), "-c", f"import {generic}"], cwd=tmp_path,
+                               capture_output=True)
+        assert found.returncode != 0, f"{generic} is importable as a top-level package"
+
+
+@pytest.mark.slow
+def test_api_image_holds_no_training_stack(api_image: Image) -> None:
+    listed = subprocess.run([api_image.program("pip"), "list", "--format=json"], check=True, capture_output=True,
+                            text=True).stdout
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert "latent-bridge" in names and "onnxruntime" in names
+    assert not names & {"torch", "pandas", "watchfiles", "websockets", "matplotlib"}
+
+
+def documented_examples(base: str) -> list[tuple[str, str, bytes | None]]:
+    """Every request the committed OpenAPI document gives as an example: bodies, and query parameters."""
+    document = json.loads((ROOT / "openapi.json").read_text())
+    requests: list[tuple[str, str, bytes | None]] = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            for example in content.get("examples", {}).values():
+                requests.append((method.upper(), base + path, json.dumps(example["value"]).encode()))
+            params = {p["name"]: p["examples"]["demo"]["value"] for p in operation.get("parameters", [])
+                      if "examples" in p}
+            if params:
+                requests.append((method.upper(), f"{base}{path}?{urllib.parse.urlencode(params)}", None))
+    assert len(requests) >= 6
+    return requests
+
+
 def _get(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
 @pytest.mark.slow
-def test_trainer_then_api_commands(tmp_path: Path) -> None:
+def test_trainer_then_api_from_the_rebuilt_images(trainer_image: Image, api_image: Image, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    trainer = [a.replace("/models", str(models)).replace("/app/data/demo", str(ROOT / "data" / "demo"))
+    trainer = [a.replace("/models", str(models)).replace("/app", str(trainer_image.workdir))
                for a in dockerfile_cmd("trainer.Dockerfile")]
-    subprocess.run(runnable(trainer), check=True, cwd=tmp_path, timeout=600)
+    trainer[0] = trainer_image.program(trainer[0])
+    subprocess.run(trainer, check=True, cwd=tmp_path, timeout=900)
     assert (models / "demo" / "manifest.json").is_file()
-    again = subprocess.run(runnable(trainer), check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(trainer, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "using bundle" in again.stdout  # the one-shot trainer is idempotent over the volume
 
     port = free_port()
@@ -76,17 +200,20 @@ def test_trainer_then_api_commands(tmp_path: Path) -> None:
     env = os.environ | image_env | {
         "LATENT_BRIDGE_BUNDLE": str(models / "demo"), "LATENT_BRIDGE_HOST": "127.0.0.1",
         "LATENT_BRIDGE_PORT": str(port), "LATENT_BRIDGE_API_KEY": ""}
-    server = subprocess.Popen(runnable(dockerfile_cmd("api.Dockerfile")), env=env, cwd=tmp_path)
+    command = dockerfile_cmd("api.Dockerfile")
+    server = subprocess.Popen([api_image.program(command[0]), *command[1:]], env=env, cwd=tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(300):
             try:
                 if _get(f"{base}/readyz"):
                     break
             except OSError:
+                assert server.poll() is None, "the API exited before it was ready"
                 time.sleep(0.2)
         healthcheck = (ROOT / "docker-compose.yml").read_text().split('"-c", "')[1].split('"]')[0]
-        subprocess.run([sys.executable, "-c", healthcheck.replace("8000", str(port))], check=True, timeout=10)
+        subprocess.run([api_image.program("python"), "-c", healthcheck.replace("8000", str(port))], check=True,
+                       timeout=10)
         urls = re.findall(r"curl -s '([^']+)'", EXAMPLES.format(host="127.0.0.1", port=port))
         assert len(urls) == 3
         bark, firetruck, route = (_get(u) for u in urls)
@@ -96,6 +223,10 @@ def test_trainer_then_api_commands(tmp_path: Path) -> None:
         assert "dog" in captions, captions
         assert len(firetruck["results"][0]["hits"]) == 5  # type: ignore[index]
         assert route["best"]["path"] == ["audio", "text", "image"]  # type: ignore[index]
+        for method, url, body in documented_examples(base):  # what /docs "Try it out" sends
+            request = urllib.request.Request(url, data=body, method=method, headers=JSON_HEADERS)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200, (method, url)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.manifest import (
+    INDEX_DIR,
     SCHEMA_VERSION,
+    TRANSLATORS_DIR,
     EdgeMetrics,
     EdgeSpec,
     FinalFit,
@@ -29,6 +31,9 @@ from latent_bridge.service.manifest import (
     Lineage,
     Manifest,
     ModalitySpec,
+    edge_key,
+    gallery_files,
+    translator_file,
     write_manifest,
 )
 from latent_bridge.training.datasets.reader import ModalityData
@@ -55,7 +60,7 @@ class EdgeArtifact:
 
     @property
     def key(self) -> str:
-        return f"{self.source}__{self.target}"
+        return edge_key(self.source, self.target)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -81,8 +86,8 @@ def staged_bundle(out: Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        (staging / "translators").mkdir()
-        (staging / "index").mkdir()
+        (staging / TRANSLATORS_DIR).mkdir()
+        (staging / INDEX_DIR).mkdir()
         yield staging
         os.rename(staging, out)
     except BaseException:
@@ -96,8 +101,7 @@ def _write(path: Path, data: bytes) -> str:
 
 
 def write_gallery(staging: Path, data: ModalityData, index_type: IndexType) -> GallerySpec:
-    index_file = f"index/{data.name}.faiss"
-    ids_file = f"index/{data.name}.parquet"
+    index_file, ids_file = gallery_files(data.name)
     index_sha = _write(staging / index_file, serialize(build_index(data.embeddings, index_type)))
     # The raw embedding rides along so a query by stored id is exact (the index keeps only centred unit rows).
     columns = {"id": data.ids, "sample": data.samples, "embedding": list(data.embeddings)}
@@ -115,7 +119,7 @@ def write_gallery(staging: Path, data: ModalityData, index_type: IndexType) -> G
 
 
 def edge_spec(staging: Path, artifact: EdgeArtifact) -> EdgeSpec:
-    file = f"translators/{artifact.key}.onnx"
+    file = translator_file(artifact.source, artifact.target)
     digest = _write(staging / file, artifact.onnx_bytes)
     return EdgeSpec(
         source=artifact.source,

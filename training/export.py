@@ -13,10 +13,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from latent_bridge.service.manifest import ONNX_INPUT, ONNX_OUTPUT
 from torch import nn
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
 PARITY_ATOL = 1e-5
 
 
@@ -34,9 +33,9 @@ def to_onnx(module: nn.Module, in_dim: int) -> bytes:
             module,
             (torch.zeros(2, in_dim),),
             buffer,  # type: ignore[arg-type]  # file-like objects are accepted
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
@@ -55,7 +54,7 @@ def check_parity(module: nn.Module, data: bytes, in_dim: int, seed: int = 0) -> 
         x = rng.standard_normal((batch, in_dim)).astype(np.float32)
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        got = session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]
         scale = max(1.0, float(np.abs(expected).max()))
         worst = max(worst, float(np.abs(got - expected).max()) / scale)
     if worst > PARITY_ATOL:

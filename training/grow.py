@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from latent_bridge.service.manifest import Manifest, read_manifest
+from latent_bridge.service.manifest import Manifest, edge_key, read_manifest
 from latent_bridge.training.bundle import Parent, write_bundle
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples
@@ -88,7 +88,7 @@ def add_edge(bundle: Path, data_dir: Path, edge: tuple[str, str], cfg: TrainConf
             raise GrowError(f"modality {m!r} is not in bundle {manifest.name} (known: {', '.join(known)})")
     if a == b:
         raise GrowError(f"an edge needs two different modalities, got {a}:{b}")
-    existing = {e.key for e in manifest.edges} & {f"{a}__{b}", f"{b}__{a}"}
+    existing = {e.key for e in manifest.edges} & {edge_key(a, b), edge_key(b, a)}
     if existing:
         raise GrowError(f"bundle {manifest.name} already has edge(s) {sorted(existing)}")
     return _grow(Path(bundle), data_dir, [edge], cfg)

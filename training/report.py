@@ -1,4 +1,7 @@
-"""`latent-bridge eval`: recompute a bundle's metrics from its ONNX files on a dataset, and write a report.
+"""`latent-bridge eval`: recompute a bundle's metrics on a dataset, and write a report.
+
+The bundle is loaded and run by the server's own code (``load_bundle``, ``run_route``), so what is
+measured is what is served.
 
 The report scores every edge and every two-hop route (A→B→C through the bundle's edges) on the test
 split the bundle was trained with, so a routed pair such as audio→text→image is compared with a direct
@@ -17,36 +20,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from latent_bridge.service.manifest import Manifest, read_manifest  # noqa: E402
+from latent_bridge.service.bundle import Bundle, load_bundle  # noqa: E402
+from latent_bridge.service.manifest import Manifest  # noqa: E402
+from latent_bridge.service.translate import run_route  # noqa: E402
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
-from latent_bridge.training.datasets.splits import test_samples  # noqa: E402
+from latent_bridge.training.datasets.splits import Split, bundle_split  # noqa: E402
 from latent_bridge.training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
-from latent_bridge.training.translators import SpaceStats  # noqa: E402
 
 KS = [1, 2, 3, 5, 10, 20, 50]
 
 
-def onnx_translators(bundle: Path, manifest: Manifest) -> dict[tuple[str, str], Translate]:
-    """One numpy callable per edge, running the bundle's ONNX file."""
-    found: dict[tuple[str, str], Translate] = {}
-    for edge in manifest.edges:
-        session = ort.InferenceSession(str(bundle / edge.file), providers=["CPUExecutionProvider"])
+def route_runner(bundle: Bundle, path: list[str]) -> Translate:
+    """Translate along ``path`` exactly as the server does (its ``run_route``, unit-norm inputs included)."""
+    route = bundle.graph.along(path, path[0], path[-1])
 
-        def run(x: np.ndarray, s: ort.InferenceSession = session) -> np.ndarray:
-            return np.asarray(s.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0])
-
-        found[(edge.source, edge.target)] = run
-    return found
-
-
-def compose(steps: list[Translate]) -> Translate:
     def run(x: np.ndarray) -> np.ndarray:
-        for step in steps:
-            x = step(x)
-        return x
+        return run_route(bundle.translators, route, np.ascontiguousarray(x, dtype=np.float32), bundle.l2_inputs)
 
     return run
+
+
+def train_mean(data: ModalityData, train: frozenset[str]) -> np.ndarray:
+    """The training split's mean of a modality: the centre training measures cycle cosine around."""
+    rows = data.rows_of(set(train))
+    return data.embeddings[rows if len(rows) else slice(None)].mean(axis=0)
 
 
 def candidate_routes(manifest: Manifest) -> list[list[str]]:
@@ -58,19 +55,17 @@ def candidate_routes(manifest: Manifest) -> list[list[str]]:
     return sorted(routes)
 
 
-def score_route(route: list[str], data: dict[str, ModalityData], test: set[str],
-                translators: dict[tuple[str, str], Translate]) -> dict[str, object]:
+def score_route(route: list[str], data: dict[str, ModalityData], split: Split, bundle: Bundle) -> dict[str, object]:
     a, c = data[route[0]], data[route[-1]]
-    samples = test & shared_samples(a, c)
+    samples = set(split.test) & shared_samples(a, c)
     qa, gc = a.rows_of(samples), c.rows_of(samples)
-    forward = compose([translators[(s, t)] for s, t in zip(route, route[1:], strict=False)])
-    translated = forward(a.embeddings[qa])
+    translated = route_runner(bundle, route)(a.embeddings[qa])
     r = ranks(translated, a.samples[qa], c.embeddings[gc], c.samples[gc])
-    backward_steps = [translators.get((t, s)) for s, t in zip(route, route[1:], strict=False)][::-1]
+    back_path = route[::-1]
     cycle = None
-    if all(backward_steps):
-        back = compose([s for s in backward_steps if s is not None])(translated)
-        mean = SpaceStats.fit(a.embeddings).mean
+    if all(bundle.graph.graph.has_edge(s, t) for s, t in zip(back_path, back_path[1:], strict=False)):
+        back = route_runner(bundle, back_path)(translated)
+        mean = train_mean(a, split.train)
         cycle = float((centred_unit(back, mean) * centred_unit(a.embeddings[qa], mean)).sum(axis=1).mean())
     return {
         "route": route,
@@ -130,7 +125,7 @@ def markdown(manifest: Manifest, results: list[dict[str, object]]) -> str:
             mark = "**✓**" if kind == e.kind else ""
             lines.append(f"| {e.source} → {e.target} | {mark} | {kind} | {m.r1:.3f} | {m.r10:.3f} | "
                          f"{m.cycle_cosine:.3f} | {m.cosine:.3f} |")
-    lines += ["", "## Routes recomputed from the ONNX files", "",
+    lines += ["", "## Routes recomputed through the server's translator code", "",
               "| route | queries | gallery | R@1 | R@5 | R@10 | MRR | median rank | cycle cos |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -141,24 +136,26 @@ def markdown(manifest: Manifest, results: list[dict[str, object]]) -> str:
 
 
 def evaluate_bundle(bundle: Path, data_dir: Path, report_dir: Path, seed: int | None = None) -> dict[str, object]:
-    """Score the bundle's edges and routes on the test split of ``data_dir`` and write the report."""
+    """Score the bundle's edges and routes on the test split of ``data_dir`` and write the report.
+
+    The split seed is the one in the manifest unless ``seed`` is given."""
     bundle, report_dir = Path(bundle), Path(report_dir)
-    manifest = read_manifest(bundle)
+    served = load_bundle(bundle)
+    manifest = served.manifest
     cfg = manifest.training
     data = load_dataset(data_dir, [m.name for m in manifest.modalities])
     seed = int(cfg.get("seed", 0)) if seed is None else seed  # type: ignore[call-overload]
     all_samples = set().union(*(set(d.samples.tolist()) for d in data.values()))
-    test = set(test_samples(cfg | {"seed": seed}, all_samples))
-    if not test:
+    split = bundle_split(cfg, all_samples, seed)
+    if not split.test:
         raise ValueError(f"bundle {manifest.name} was fit on every pair of {data_dir} (no --holdout); "
                          "evaluate it on other data or train with --holdout FRACTION")
-    translators = onnx_translators(bundle, manifest)
-    results = [score_route(r, data, test, translators) for r in candidate_routes(manifest)]
+    results = [score_route(r, data, split, served) for r in candidate_routes(manifest)]
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_recall(results, report_dir / "recall_at_k.png")
     for e in manifest.edges:
-        plot_gap(e.source, e.target, data, test, translators[(e.source, e.target)],
-                 report_dir / f"gap_{e.source}__{e.target}.png")
+        plot_gap(e.source, e.target, data, set(split.test), route_runner(served, [e.source, e.target]),
+                 report_dir / f"gap_{e.key}.png")
     report: dict[str, object] = {
         "bundle": manifest.name,
         "fingerprint": manifest.fingerprint,

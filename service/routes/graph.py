@@ -1,17 +1,48 @@
-"""GET /graph and GET /route: the modality graph and the routes through it."""
+"""GET /graph, GET /route and GET /modalities: the modality graph, the routes through it and its nodes."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from latent_bridge.service import examples
+from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import BundleDep, SettingsDep
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import problems
-from latent_bridge.service.routes.modalities import modality_infos
-from latent_bridge.service.schemas import GraphEdge, GraphResponse, HopInfo, RouteInfo, RouteResponse
+from latent_bridge.service.schemas import (
+    GalleryInfo,
+    GraphEdge,
+    GraphResponse,
+    HopInfo,
+    ModalitiesResponse,
+    ModalityInfo,
+    RouteInfo,
+    RouteResponse,
+)
 
 router = APIRouter(tags=["graph"])
+
+
+def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
+    infos = []
+    for m in bundle.manifest.modalities:
+        gallery = bundle.galleries.get(m.name)
+        infos.append(
+            ModalityInfo(
+                name=m.name,
+                dim=m.dim,
+                normalization=m.normalization,
+                description=m.description,
+                gallery=None
+                if gallery is None
+                else GalleryInfo(
+                    size=gallery.size, index_type=gallery.spec.index_type, payload=sorted(gallery.payload)
+                ),
+                encoder=bundle.encoders[m.name].spec.input if m.name in bundle.encoders else None,
+            )
+        )
+    return infos
 
 
 def route_info(route: Route) -> RouteInfo:
@@ -63,8 +94,12 @@ async def get_graph(bundle: BundleDep) -> GraphResponse:
 async def get_route(
     bundle: BundleDep,
     settings: SettingsDep,
-    source: Annotated[str, Query(alias="from", description="Source modality.", examples=["audio"])],
-    target: Annotated[str, Query(alias="to", description="Target modality.", examples=["text"])],
+    source: Annotated[
+        str, Query(alias="from", description="Source modality.", openapi_examples=examples.param("audio"))
+    ],
+    target: Annotated[
+        str, Query(alias="to", description="Target modality.", openapi_examples=examples.param("image"))
+    ],
     alternatives: Annotated[
         int,
         Query(
@@ -88,3 +123,14 @@ async def get_route(
             "alternatives": [route_info(r) for r in others],
         }
     )
+
+
+@router.get(
+    "/modalities",
+    response_model=ModalitiesResponse,
+    responses=problems(503),
+    summary="List the modalities of the bundle",
+)
+async def list_modalities(bundle: BundleDep) -> ModalitiesResponse:
+    """Every modality with its dimension, input normalisation and retrieval gallery (if any)."""
+    return ModalitiesResponse(bundle=bundle.name, modalities=modality_infos(bundle))

@@ -5,22 +5,23 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from latent_bridge.service import examples
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
+from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.errors import KOutOfRange, NoGallery
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
-from latent_bridge.service.routes.base import JSONBodyRoute
-from latent_bridge.service.routes.translate import resolve_route
+from latent_bridge.service.routes.forms import RawInputRoute, form_body
 from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
 from latent_bridge.service.translate import Matrix, run_route
-from latent_bridge.service.vectors import count_values, decode
+from latent_bridge.service.vectors import count_values
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-router = APIRouter(tags=["retrieval"], route_class=JSONBodyRoute)
+router = APIRouter(tags=["retrieval"], route_class=RawInputRoute)
 # A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.
 INLINE_SEARCH_WORK = 4_000_000
 
@@ -41,13 +42,14 @@ def check_k(k: int, limit: int) -> None:
         raise KOutOfRange(k, limit)
 
 
-def inline(served: Served, source: str, gallery: Gallery, values: int) -> bool:
-    """Whether a request is small enough to run on the event loop: few input numbers, and (for an exact
-    gallery) a search of few multiply-adds."""
+def inline(served: Served, route: Route, gallery: Gallery, values: int) -> bool:
+    """Whether a request is small enough to run on the event loop: few input numbers, a route of small
+    measured cost, and (for an exact gallery) a search of few multiply-adds."""
+    source = route.path[0]
     rows = max(1, values // served.bundle.modalities[source].dim)
     flat = gallery.spec.index_type == "flat"
     search_work = rows * gallery.size * served.bundle.modalities[gallery.modality].dim if flat else 0
-    return values <= served.settings.inline_max_values and search_work <= INLINE_SEARCH_WORK
+    return search_work <= INLINE_SEARCH_WORK and served.inline(route, source, values)
 
 
 def search(
@@ -59,7 +61,7 @@ def search(
     started = time.perf_counter()
     scores, rows = gallery.search(y, k)
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
-    metrics.count("retrieve", route.path, len(x))
+    metrics.count("retrieve", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": route.path[0],
@@ -84,23 +86,31 @@ def search(
 async def retrieve_by_id(
     served: ServedDep,
     source: Annotated[
-        str, Query(alias="from", description="Modality of the query item.", examples=["audio"])
+        str, Query(alias="from", description="Modality of the query item.", openapi_examples=examples.param("audio"))
     ],
     target: Annotated[
-        str, Query(alias="to", description="Modality whose gallery is searched.", examples=["text"])
+        str,
+        Query(alias="to", description="Modality whose gallery is searched.", openapi_examples=examples.param("text")),
     ],
     item: Annotated[
-        str, Query(alias="id", description="Id of an item in the `from` gallery.", examples=["audio-7"])
+        str, Query(
+            alias="id",
+            description="Id of an item in the `from` gallery.",
+            openapi_examples=examples.param(examples.BARK_ID),
+        )
     ],
-    k: Annotated[int, Query(ge=1, description="Results to return (at most the server's max_k).")] = 10,
+    k: Annotated[
+        int,
+        Query(ge=1, description="Results to return (at most the server's max_k).", openapi_examples=examples.param(5)),
+    ] = 10,
 ) -> Response:
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
-    route = resolve_route(served.bundle, source, target, None)
+    route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
     x = query_gallery.vector(query_gallery.row_of(item))
-    if inline(served, source, gallery, x.size):
+    if inline(served, route, gallery, x.size):
         content = search(served, route, x, gallery, k, [item])
     else:
         content = await run_in_threadpool(search, served, route, x, gallery, k, [item])
@@ -108,12 +118,8 @@ async def retrieve_by_id(
 
 
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
-    route = resolve_route(served.bundle, body.source, body.target, body.path)
-    source = served.bundle.modalities[body.source]
-    limits = served.settings
-    x = decode(
-        body.vectors, body.vector, body.encoding, source.name, source.dim, limits.max_batch, limits.max_vector_length
-    )
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
+    x = query_matrix(served.bundle, served.settings, body.source, body, body.vectors, body.vector, body.encoding)
     return search(served, route, x, gallery, body.k, list(range(len(x))))
 
 
@@ -121,15 +127,20 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
     "/retrieve",
     response_model=RetrieveResponse,
     responses=problems(404, 409, 413, 415, 422, 503),
-    summary="Search a gallery with raw vectors",
+    summary="Search a gallery with vectors, text, images or sound",
+    openapi_extra=form_body("RetrieveRequest"),
 )
-async def retrieve_by_vectors(body: RetrieveRequest, served: ServedDep) -> Response:
+async def retrieve_by_vectors(
+    body: Annotated[RetrieveRequest, Body(openapi_examples=examples.RETRIEVE)], served: ServedDep
+) -> Response:
     """Translate the query `vectors` (or one `vector`) from `from` to `to` (best or pinned route) and return
-    the `k` nearest items of the `to` gallery per query."""
+    the `k` nearest items of the `to` gallery per query. Instead of vectors, raw `text`, `image` or `audio`
+    (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = gallery_of(served.bundle, body.target)
-    if inline(served, body.source, gallery, count_values(body.vectors, body.vector)):
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
+    if not has_raw(body) and inline(served, route, gallery, count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from latent_bridge.service.bundle import Bundle
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
+from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
-from latent_bridge.service.routes.base import JSONBodyRoute
+from latent_bridge.service.routes.forms import RawInputRoute, form_body
 from latent_bridge.service.schemas import TranslateRequest, TranslateResponse
 from latent_bridge.service.translate import round_trip_cosine, run_route, unit_rows
-from latent_bridge.service.vectors import count_values, decode, encode
+from latent_bridge.service.vectors import count_values, encode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-router = APIRouter(tags=["translation"], route_class=JSONBodyRoute)
-
-
-def resolve_route(bundle: Bundle, source: str, target: str, path: list[str] | None) -> Route:
-    bundle.graph.require(source)
-    bundle.graph.require(target)
-    return bundle.graph.along(path, source, target) if path is not None else bundle.graph.best(source, target)
+router = APIRouter(tags=["translation"], route_class=RawInputRoute)
 
 
 def hops_of(route: Route) -> list[dict[str, object]]:
@@ -30,17 +27,10 @@ def hops_of(route: Route) -> list[dict[str, object]]:
 def translation(served: Served, request: TranslateRequest) -> bytes:
     """All the work of one request, from the parsed body to the response bytes."""
     bundle, metrics = served.bundle, served.metrics
-    route = resolve_route(bundle, request.source, request.target, request.path)
+    route = bundle.graph.resolve(request.source, request.target, request.path)
     source, target = bundle.modalities[request.source], bundle.modalities[request.target]
-    limits = served.settings
-    x = decode(
-        request.vectors,
-        request.vector,
-        request.encoding,
-        source.name,
-        source.dim,
-        limits.max_batch,
-        limits.max_vector_length,
+    x = query_matrix(
+        bundle, served.settings, source.name, request, request.vectors, request.vector, request.encoding
     )
     y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
     confidence = None
@@ -52,7 +42,7 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
         confidence = round_trip_cosine(x, back, None if gallery is None else gallery.mean).tolist()
     if request.normalize:
         y = unit_rows(y)
-    metrics.count("translate", route.path, len(x))
+    metrics.count("translate", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": source.name,
@@ -74,12 +64,20 @@ def translation(served: Served, request: TranslateRequest) -> bytes:
     response_model=TranslateResponse,
     responses=problems(404, 409, 413, 415, 422, 503),
     summary="Translate vectors from one modality to another",
+    openapi_extra=form_body("TranslateRequest"),
 )
-async def translate(body: TranslateRequest, served: ServedDep) -> Response:
+async def translate(
+    body: Annotated[TranslateRequest, Body(openapi_examples=examples.TRANSLATE)], served: ServedDep
+) -> Response:
     """Translate one `vector` or a batch of `vectors` from `from` to `to`, along the route that preserves the
     most (or the pinned `path`). Returns the vectors, the path, its estimated fidelity and, with
-    `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean)."""
-    if count_values(body.vectors, body.vector) <= served.settings.inline_max_values:
+    `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean). Instead of
+    vectors, raw `text`, `image` or `audio` (base64, or multipart/form-data uploads) is embedded first by
+    the `from` modality's encoder, when the bundle has one."""
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
+    values = count_values(body.vectors, body.vector)
+    passes = 2 if body.confidence else 1  # there and back
+    if not has_raw(body) and served.inline(route, body.source, values, passes):
         content = translation(served, body)  # tiny work: cheaper than a thread hop
     else:
         content = await run_in_threadpool(translation, served, body)

@@ -7,8 +7,6 @@ served) and writable copies to damage.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,12 +27,3 @@ def bundle_one(bundles_root: Path) -> Path:
 def bundle_two(bundles_root: Path) -> Path:
     return train_bundle(bundles_root, "two", seed=1)
 
-
-@pytest.fixture
-def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
-    """A writable copy of a session bundle, for tests that damage it."""
-
-    def copy(bundle: Path) -> Path:
-        return Path(shutil.copytree(bundle, tmp_path / f"copy-of-{bundle.name}"))
-
-    return copy

@@ -1,5 +1,5 @@
-"""Helpers of the reliability tests: settings with every limit small enough to test, bundle training,
-and the five ways to corrupt a bundle (each with the file its refusal must name and the reason).
+"""Helpers of the reliability tests: their bundles' shape and the five ways to corrupt a bundle (each with
+the file its refusal must name and the reason). Settings and training are shared: tests/support.
 
 Not ``conftest.py``: tests/service has one too, and ``from conftest import`` would find either.
 """
@@ -9,32 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from bundle_edits import edit_manifest, rehash
-from latent_bridge.service.settings import Settings
+from tinybundles import tiny_dataset, train_tiny
 
 DIM = 8
-API_KEY = "reliability-test-key-0123456789"
-LIMITS: dict[str, object] = {
-    "max_batch": 32,
-    "max_k": 20,
-    "max_vector_length": 64,
-    "max_body_bytes": 64 * 1024,
-    "request_timeout": 5.0,
-}
 
 
 def train_bundle(root: Path, name: str, seed: int) -> Path:
-    from latent_bridge.training.config import TrainConfig  # imported late: see tests/service/testbundles.py
-    from latent_bridge.training.datasets.synthetic import make_dataset
-    from latent_bridge.training.train import train
-
-    data = make_dataset(root / f"data-{name}", n=200, dims={"a": DIM, "b": DIM}, noise=0.1, seed=seed)
-    train(TrainConfig(data=data, out=root / name, kind="ridge", progress=False, seed=seed))
-    return root / name
-
-
-def settings_for(bundle: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {"bundle": bundle, "api_key": None, **LIMITS}
-    return Settings(**(values | overrides))  # type: ignore[arg-type]
+    """Modalities a, b (8-d), edges a↔b (ridge) and both galleries, trained on the dataset of ``seed``."""
+    data = tiny_dataset(root / f"data-{name}", {"a": DIM, "b": DIM}, seed=seed)
+    return train_tiny(data, root / name, seed=seed)
 
 
 def _truncated_onnx(b: Path) -> None:

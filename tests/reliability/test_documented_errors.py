@@ -15,9 +15,10 @@ import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from reliability_bundles import API_KEY, DIM, settings_for
+from reliability_bundles import DIM
+from testsettings import ADMIN_KEY, KEYS, settings_for
 
-AUTH = {"x-api-key": API_KEY}
+AUTH = {"x-api-key": ADMIN_KEY}  # opens every route, the admin scope included
 V = [0.1] * DIM
 JSON = {"content-type": "application/json"}
 
@@ -53,6 +54,16 @@ CASES: dict[tuple[str, str], dict[int, Request]] = {
         409: ("GET", "/route?from=b&to=a", {}),
         422: ("GET", "/route?from=a", {}),
     },
+    ("post", "/embed"): {
+        404: ("POST", "/embed", {"json": {"modality": "zz", "text": "a dog"}}),
+        413: ("POST", "/embed", TOO_BIG),
+        415: ("POST", "/embed", {"content": b"x", "headers": {"content-type": "text/plain"}}),
+        422: ("POST", "/embed", {"json": {"modality": "a", "text": "a dog"}}),  # a has no encoder
+    },
+    ("get", "/media"): {
+        404: ("GET", "/media?modality=a&id=a-1", {}),  # no media in this bundle
+        422: ("GET", "/media?modality=a", {}),
+    },
     ("post", "/admin/reload"): {
         413: ("POST", "/admin/reload", TOO_BIG),
         415: ("POST", "/admin/reload", {"content": b"x", "headers": {"content-type": "text/plain"}}),
@@ -76,7 +87,7 @@ def one_way_bundle(bundle_one: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def client(one_way_bundle: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(one_way_bundle, api_key=API_KEY)), headers=AUTH) as client:
+    with TestClient(create_app(settings_for(one_way_bundle, **KEYS)), headers=AUTH) as client:
         yield client
 
 
@@ -112,11 +123,11 @@ def test_every_documented_error_is_reachable(client: TestClient) -> None:
 
 
 def test_documented_503s_are_reachable(client: TestClient, one_way_bundle: Path) -> None:
-    app = create_app(settings_for(one_way_bundle, api_key=API_KEY))  # lifespan not run: no bundle yet
+    app = create_app(settings_for(one_way_bundle, **KEYS))  # lifespan not run: no bundle yet
     with_503 = [(m, p) for (m, p), statuses in documented(client).items() if "503" in statuses]
     assert with_503
     with TestClient(app, headers=AUTH) as unready:
-        app.state.bundle = None
+        app.state.bundle = None  # the lifespan loaded it: drop it, as before a load finishes
         for method, path in with_503:
             request = CASES.get((method, path), {}).get(422) or (method.upper(), path, {})
             if method == "post":
@@ -133,7 +144,7 @@ def test_documented_504s_are_reachable(
 
     with_504 = {(m, p) for (m, p), statuses in documented(client).items() if "504" in statuses}
     assert with_504 == {("post", "/translate"), ("post", "/retrieve"), ("get", "/retrieve")}
-    app = create_app(settings_for(one_way_bundle, api_key=API_KEY, request_timeout=0.2))
+    app = create_app(settings_for(one_way_bundle, **KEYS, request_timeout=0.2))
     release = threading.Event()
     real_search = retrieve.search
     monkeypatch.setattr(retrieve, "inline", lambda *args: False)

@@ -4,41 +4,28 @@
 - ``routed_bundle``: a↔b, b↔c and a direct a↔c whose metrics are rewritten to be worse than a→b→c.
 - ``split_bundle``: only a↔b; c has a gallery but no edge, so a→c has no route.
 - ``ivf_bundle``: like ``chain_bundle`` with IVF galleries.
-Bundles are immutable: a test that needs a damaged one copies a bundle first (``bundle_copy``).
+Bundles are immutable: a test that needs a damaged one copies a bundle first (``bundle_copy``, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from testbundles import DIMS, settings_for
-
-
-def _train(data: Path, out: Path, edges: list[tuple[str, str]], index_type: str = "flat") -> Path:
-    from latent_bridge.training.config import TrainConfig  # imported late: see testbundles.py
-    from latent_bridge.training.train import train
-
-    train(
-        TrainConfig(
-            data=data, out=out, kind="ridge", edges=edges, epochs=5, progress=False, index_type=index_type
-        )
-    )  # type: ignore[arg-type]
-    return out
+from testbundles import DIMS
+from testsettings import settings_for
+from tinybundles import tiny_dataset
+from tinybundles import train_tiny as _train
 
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from latent_bridge.training.datasets.synthetic import make_dataset
-
-    return make_dataset(
-        tmp_path_factory.mktemp("data") / "abc", n=300, dims=DIMS, relation="rotation", noise=0.1
-    )
+    return tiny_dataset(tmp_path_factory.mktemp("data") / "abc", DIMS, n=300, relation="rotation")
 
 
 @pytest.fixture(scope="session")
@@ -73,16 +60,6 @@ def routed_bundle(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     edit_manifest(out, worsen_direct_edge)
     return out
-
-
-@pytest.fixture
-def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
-    """A writable copy of a session bundle, for tests that damage it."""
-
-    def copy(bundle: Path) -> Path:
-        return Path(shutil.copytree(bundle, tmp_path / bundle.name))
-
-    return copy
 
 
 def _client(bundle: Path) -> Iterator[TestClient]:

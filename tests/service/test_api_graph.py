@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.schemas import GraphResponse, ModalitiesResponse, RouteResponse
-from test_api_translate import problem
-from testbundles import settings_for
+from problems import problem
+from testsettings import settings_for
 
 
 def test_modalities(client: TestClient) -> None:
@@ -49,12 +52,24 @@ def test_the_route_avoids_a_poor_direct_edge(routed_client: TestClient) -> None:
     assert none["alternatives"] == []
 
 
-def test_another_criterion_takes_the_direct_edge(routed_bundle: object) -> None:
-    # by R@1 the direct edge (rewritten to 0.3) is still worse than two hops with R@1 ≈ 1
-    with TestClient(create_app(settings_for(routed_bundle, fidelity="r1"))) as client:  # type: ignore[arg-type]
-        body = client.get("/route", params={"from": "a", "to": "c"}).json()
-        assert body["criterion"] == "r1" and body["best"]["path"] == ["a", "b", "c"]
-        assert body["alternatives"][0]["fidelity"] == pytest.approx(0.3)
+def test_another_criterion_takes_the_direct_edge(routed_bundle: Path, bundle_copy: Callable[[Path], Path]) -> None:
+    """The direct edge a↔c loses on cycle cosine (0.6) but is perfect on direct cosine: by cycle cosine the
+    route is a→b→c, by cosine the direct edge."""
+    bundle = bundle_copy(routed_bundle)
+
+    def perfect_direct_cosine(manifest: Manifest) -> None:
+        for edge in manifest["edges"]:
+            if {edge["source"], edge["target"]} == {"a", "c"}:
+                edge["metrics"].update(cosine=1.0)
+
+    edit_manifest(bundle, perfect_direct_cosine)
+    routes = {}
+    for criterion in ("cycle_cosine", "cosine"):
+        with TestClient(create_app(settings_for(bundle, fidelity=criterion))) as client:
+            body = client.get("/route", params={"from": "a", "to": "c"}).json()
+        assert body["criterion"] == criterion
+        routes[criterion] = body["best"]["path"]
+    assert routes == {"cycle_cosine": ["a", "b", "c"], "cosine": ["a", "c"]}
 
 
 def test_route_problems(client: TestClient, split_client: TestClient) -> None:

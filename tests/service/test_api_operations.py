@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.bundle import load_bundle
-from test_api_translate import problem
-from testbundles import settings_for
+from problems import problem
+from testsettings import settings_for
 
 API_KEY = "k" * 32
 

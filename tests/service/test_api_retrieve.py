@@ -12,8 +12,9 @@ from bundle_edits import edit_manifest, rehash
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.schemas import RetrieveResponse
-from test_api_translate import problem
-from testbundles import MAX_K, embeddings, settings_for
+from problems import problem
+from testbundles import embeddings
+from testsettings import MAX_K, settings_for
 
 
 def test_a_stored_item_finds_its_partner_across_two_hops(client: TestClient) -> None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 from pathlib import Path
 from typing import Any
 
+import latent_bridge.service.routes.translate as translate_routes
 import numpy as np
 import onnxruntime as ort
 import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from latent_bridge.service.schemas import Problem, TranslateResponse
-from testbundles import MAX_BATCH, embeddings, settings_for
+from latent_bridge.service.schemas import TranslateResponse
+from problems import problem
+from testbundles import embeddings
+from testsettings import MAX_BATCH, settings_for
 
 
 def b64(x: np.ndarray) -> str:
@@ -31,17 +35,6 @@ def onnx_chain(bundle: Path, path: list[str], x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def a_rows(dataset: Path) -> np.ndarray:
     return embeddings(dataset, "a")[:8]
-
-
-def problem(response: Any, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    Problem.model_validate(body)
-    assert body["type"] == f"urn:latent-bridge:problem:{slug}"
-    assert body["status"] == status and body["detail"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def test_translate_a_batch_along_the_best_route(
@@ -122,17 +115,32 @@ def test_same_modality_is_identity(client: TestClient, a_rows: np.ndarray) -> No
     assert body["confidence"] == pytest.approx([1.0] * 8)
 
 
-def test_a_large_batch_runs_in_the_thread_pool(client: TestClient) -> None:
-    x = np.random.default_rng(2).standard_normal((MAX_BATCH, 16)).astype(np.float32)  # 1024 values: inline
-    assert client.post("/translate", json={"from": "a", "to": "c", "vectors": x.tolist()}).status_code == 200
+def test_a_large_batch_runs_in_the_thread_pool(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small work runs on the event loop; past ``inline_max_values`` input numbers it runs in a worker
+    thread (a thread with no running event loop)."""
+    on_loop: list[bool] = []
+    real = translate_routes.translation
+
+    def spy(*args: Any) -> bytes:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args)
+
+    monkeypatch.setattr(translate_routes, "translation", spy)
+    x = np.random.default_rng(2).standard_normal((MAX_BATCH, 16)).astype(np.float32)
     app_settings = client.app.state.settings  # type: ignore[attr-defined]
-    assert MAX_BATCH * 16 <= app_settings.inline_max_values
-    client.app.state.settings = app_settings.model_copy(update={"inline_max_values": 0})  # type: ignore[attr-defined]
+    assert x.size <= app_settings.inline_max_values
+    assert client.post("/translate", json={"from": "a", "to": "c", "vectors": x.tolist()}).status_code == 200
+    client.app.state.settings = app_settings.model_copy(update={"inline_max_values": x.size - 1})  # type: ignore[attr-defined]
     try:
         body = client.post("/translate", json={"from": "a", "to": "c", "vectors": x.tolist()}).json()
         assert body["count"] == MAX_BATCH
     finally:
         client.app.state.settings = app_settings  # type: ignore[attr-defined]
+    assert on_loop == [True, False]
 
 
 def test_unknown_modality_lists_the_known_ones(client: TestClient) -> None:
@@ -293,8 +301,10 @@ def test_malformed_json_and_wrong_content_type(client: TestClient) -> None:
 
 def test_the_server_stays_up_after_bad_requests(client: TestClient) -> None:
     for _ in range(3):
-        client.post("/translate", json={"from": "a", "to": "b", "vectors": "@@", "encoding": "base64"})
+        bad = client.post("/translate", json={"from": "a", "to": "b", "vectors": "@@", "encoding": "base64"})
+        problem(bad, 422, "malformed-vectors")
     assert client.get("/readyz").status_code == 200
+    assert client.post("/translate", json={"from": "a", "to": "b", "vector": [0.5] * 16}).status_code == 200
 
 
 def test_l2_modalities_get_unit_inputs(chain_bundle: Path, tmp_path: Path) -> None:

@@ -6,31 +6,36 @@ import json
 
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from latent_bridge.service.openapi import SNAPSHOT, render
-from testbundles import settings_for
+from latent_bridge.service.openapi import KEYED_SNAPSHOT, SNAPSHOT, render
+from testsettings import ADMIN_KEY, API_KEY, settings_for
 
 REGENERATE = "regenerate with `python -m latent_bridge.service.openapi` and review the diff"
 
 
-def served_document(chain_bundle: object) -> dict:  # type: ignore[type-arg]
-    with TestClient(create_app(settings_for(chain_bundle))) as client:  # type: ignore[arg-type]
+def served_document(chain_bundle: object, **settings: object) -> dict:  # type: ignore[type-arg]
+    with TestClient(create_app(settings_for(chain_bundle, **settings))) as client:  # type: ignore[arg-type]
         response = client.get("/openapi.json")
         assert response.status_code == 200
         document: dict = response.json()  # type: ignore[type-arg]
         return document
 
 
-def test_openapi_matches_the_committed_snapshot(chain_bundle: object) -> None:
-    document = served_document(chain_bundle)
-    assert SNAPSHOT.is_file(), f"{SNAPSHOT} is missing; {REGENERATE}"
-    assert render(document) == SNAPSHOT.read_text(), f"the API changed; {REGENERATE}"
+def test_openapi_matches_the_committed_snapshots(chain_bundle: object) -> None:
+    """Both documents: without keys, and with the API and admin keys (security schemes, 401/403, admin
+    routes), at the default limits the snapshots are rendered with."""
+    for snapshot, keys in ((SNAPSHOT, (None, None)), (KEYED_SNAPSHOT, (API_KEY, ADMIN_KEY))):
+        document = served_document(chain_bundle, api_key=keys[0], admin_key=keys[1], max_k=100)
+        assert snapshot.is_file(), f"{snapshot} is missing; {REGENERATE}"
+        assert render(document) == snapshot.read_text(), f"the API changed; {REGENERATE}"
+    keyed = KEYED_SNAPSHOT.read_text()
+    assert '"securitySchemes"' in keyed and '"/admin/reload"' in keyed and '"401"' in keyed
 
 
 def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None:
     document = served_document(chain_bundle)
     operations = [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
     ids = [op["operationId"] for _, _, op in operations]
-    assert len(ids) == len(set(ids)) == 9
+    assert len(ids) == len(set(ids)) == 11
     assert set(ids) == {
         "translate",
         "retrieve_by_id",
@@ -41,6 +46,8 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
         "healthz",
         "readyz",
         "metrics",
+        "embed",
+        "get_media",
     }
     for path, method, op in operations:
         assert op.get("tags") and op.get("summary"), (path, method)

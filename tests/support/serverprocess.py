@@ -67,17 +67,23 @@ def wait_ready(server: Server, headers: dict[str, str] | None = None) -> None:
 
 @contextmanager
 def running_server(
-    bundle: Path | None, env: dict[str, str] | None = None, args: list[str] | None = None
+    bundle: Path | None,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    cwd: Path | None = None,
+    prefix: list[str] | None = None,
 ) -> Iterator[Server]:
-    """Start the server (``bundle`` None: from its environment), yield it once ready; kill it if left running."""
+    """Start the server (``bundle`` None: from its environment) in ``cwd``, behind a ``prefix`` command
+    (e.g. ``setpriv``) if given; yield it once ready; kill it if left running."""
     port = free_port()
     bundle_args = ["--bundle", str(bundle)] if bundle is not None else []
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server never blocks on it
         process = subprocess.Popen(
-            [*command(), "serve", *bundle_args, "--host", HOST, "--port", str(port), *(args or [])],
+            [*(prefix or []), *command(), "serve", *bundle_args, "--host", HOST, "--port", str(port), *(args or [])],
             env=os.environ | {"LATENT_BRIDGE_LOG_LEVEL": "info"} | (env or {}),
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
         server = Server(process, f"http://{HOST}:{port}", port, log)
         try:

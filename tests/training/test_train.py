@@ -1,3 +1,4 @@
+import copy
 import json
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from latent_bridge.service.manifest import Manifest, read_manifest
 from latent_bridge.training import bundle as bundle_module
+from latent_bridge.training import export as export_module
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import load_dataset
 from latent_bridge.training.datasets.splits import holdout_split
@@ -55,14 +57,27 @@ def test_manifest_and_files_check_out(rotation_bundle: tuple[Path, Path, Manifes
     assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
 
 
-def test_bundle_onnx_has_a_dynamic_batch_and_the_target_dimension(rotation_bundle: tuple[Path, Path, Manifest]) -> None:
-    _, out, manifest = rotation_bundle
-    edge = manifest.edges[0]
-    session = ort.InferenceSession(str(out / edge.file), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
-    y = session.run(None, {"input": x})[0]
-    assert y.shape == (5, 64)
-    assert session.get_inputs()[0].shape[0] == "batch"
+def test_bundle_onnx_reproduces_torch_translation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ONNX file written into the bundle computes the torch module it was exported from, to 1e-5."""
+    exported: dict[str, torch.nn.Module] = {}
+    original = export_module.check_parity
+
+    def keep(module: torch.nn.Module, data: bytes, in_dim: int, seed: int = 0) -> float:
+        exported[bundle_module.sha256_bytes(data)] = copy.deepcopy(module)
+        return original(module, data, in_dim, seed)
+
+    monkeypatch.setattr(export_module, "check_parity", keep)
+    data = make_dataset(tmp_path / "data", n=120, dims={"a": 8, "b": 6}, relation="nonlinear")
+    manifest = train(TrainConfig(data=data, out=tmp_path / "b", kind="mlp", epochs=2, hidden=16, progress=False))
+    x = np.random.default_rng(1).standard_normal((33, 8)).astype(np.float32) * 3
+    for edge in manifest.edges:
+        session = ort.InferenceSession(str(tmp_path / "b" / edge.file), providers=["CPUExecutionProvider"])
+        dim = session.get_inputs()[0].shape[1]
+        with torch.no_grad():
+            expected = exported[edge.sha256].eval()(torch.from_numpy(x[:, :dim])).numpy()
+        got = session.run(None, {"input": x[:, :dim]})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+        assert session.get_inputs()[0].shape[0] == "batch"
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -152,17 +167,24 @@ def test_nonlinear_plant_needs_the_mlp(tmp_path: Path) -> None:
     assert a_to_b.metrics.r1 > a_to_b.candidates["ridge"].r1 + 0.03
 
 
-def test_eval_recomputes_metrics_from_onnx_and_writes_report(tmp_path: Path) -> None:
+def test_eval_reproduces_the_held_out_metrics_with_the_bundles_seed(tmp_path: Path) -> None:
+    """Eval, run through the server's translator code on the split of the seed in the manifest, gets the
+    metrics training wrote: the same R@1 and the same cycle cosine (centred by the training mean)."""
     data = make_dataset(tmp_path / "data", n=200, dims={"a": 8, "b": 6, "c": 4}, relation="linear", noise=0.2)
     bundle = tmp_path / "bundle"
-    manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], holdout=0.2,
-                                 progress=False))
+    manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], seed=7,
+                                 holdout=0.2, progress=False))
     main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "report")])
     report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["seed"] == 7
     routes = {" ".join(r["route"]): r for r in report["routes"]}
     assert "a b c" in routes and "c b a" in routes and "a c" not in routes
-    a_to_b = next(e for e in manifest.edges if e.key == "a__b")
-    assert routes["a b"]["r1"] == pytest.approx(a_to_b.metrics.r1, abs=1e-6)
-    assert routes["a b"]["cycle_cosine"] == pytest.approx(a_to_b.metrics.cycle_cosine, abs=0.02)
+    for edge in manifest.edges:
+        measured = routes[f"{edge.source} {edge.target}"]
+        assert measured["r1"] == pytest.approx(edge.metrics.r1, abs=1e-6)
+        assert measured["mrr"] == pytest.approx(edge.metrics.mrr, abs=1e-6)
+        assert measured["cycle_cosine"] == pytest.approx(edge.metrics.cycle_cosine, abs=1e-4)
     for name in ("report.md", "recall_at_k.png", "gap_a__b.png"):
         assert (tmp_path / "report" / name).stat().st_size > 100
+    main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "r0"), "--seed", "0"])
+    assert json.loads((tmp_path / "r0" / "report.json").read_text())["seed"] == 0

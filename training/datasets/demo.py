@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -55,6 +56,17 @@ PYTHON_PACKAGES = (
     "pyarrow",
 )
 MODALITIES = ("image", "text", "audio")
+THUMBNAIL_SIDE = 64
+THUMBNAILS = Path("media/image-thumbnails.parquet")
+MEDIA_NOTICE = """\
+Thumbnails of the Tux Paint stamps (media/image-thumbnails.parquet)
+
+Each row holds a WebP thumbnail (at most 64x64 pixels) of one PNG stamp of the Debian package
+tuxpaint-stamps-default (Tux Paint stamps), reduced from the original by `latent-bridge data thumbnails`.
+The stamps are licensed under the GNU General Public License, version 2 (GPL-2.0); see
+/usr/share/doc/tuxpaint-stamps-default/copyright. The sources of these images are the PNG files named in
+the `uri` column of image.parquet, in that package (and upstream at Tux Paint's stamps collection).
+"""
 LOCALE_LINE = re.compile(r"^[A-Za-z]{2,3}(_[A-Za-z]{2,})?(@\w+)?\.(utf8|UTF-8)=")
 
 NOTICE = """\
@@ -211,6 +223,35 @@ def audio_rows(root: Path, stamps: Sequence[Stamp]) -> pd.DataFrame:
     return frame
 
 
+def thumbnail(png: Path, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small WebP of a stamp, transparency kept, for the search page."""
+    image_mod = encoders.require("PIL.Image", "pillow")
+    with image_mod.open(png) as img:
+        small = img.convert("RGBA")
+    small.thumbnail((side, side), image_mod.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, "WEBP", quality=70, method=4)
+    return buffer.getvalue()
+
+
+def write_thumbnails(data_dir: Path, stamps_dir: Path = STAMPS_DIR) -> Path:
+    """``media/image-thumbnails.parquet`` (id, content_type, data) for every row of ``image.parquet``."""
+    images = pd.read_parquet(Path(data_dir) / "image.parquet", columns=["id", "uri"])
+    data = [thumbnail(stamps_dir / uri) for uri in _progress(images["uri"].tolist(), "thumbnails")]
+    table = pa.table(
+        {
+            "id": pa.array(images["id"].tolist(), type=pa.string()),
+            "content_type": pa.array(["image/webp"] * len(data), type=pa.string()),
+            "data": pa.array(data, type=pa.binary()),
+        }
+    )
+    out = Path(data_dir) / THUMBNAILS
+    out.parent.mkdir(exist_ok=True)
+    pq.write_table(table, out, compression="none")  # WebP is compressed already
+    (out.parent / "NOTICE").write_text(MEDIA_NOTICE, encoding="utf-8")
+    return out
+
+
 # --- files -----------------------------------------------------------------------------------------
 
 
@@ -339,6 +380,7 @@ def build_demo(out: Path, limit: int | None = None, *, stamps_dir: Path = STAMPS
     try:
         for name, frame in frames.items():
             write_parquet(frame, tmp / f"{name}.parquet")
+        write_thumbnails(tmp, stamps_dir)
         (tmp / "NOTICE").write_text(NOTICE, encoding="utf-8")
         info = provenance(stamps_dir, frames, tmp, time.perf_counter() - started, limit, check)
         (tmp / "provenance.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

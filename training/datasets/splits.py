@@ -45,13 +45,22 @@ def cv_folds(samples: frozenset[str], seed: int, k: int, val_fraction: float = 0
     return [Fold(train=samples - g, val=g) for g in groups]
 
 
-def test_samples(training: Mapping[str, object], samples: set[str]) -> frozenset[str]:
-    """The test keys a bundle's training record held out of ``samples`` (empty when it fit every pair)."""
-    seed = training.get("seed", 0)
+@dataclass(frozen=True)
+class Split:
+    """The samples a bundle's final fit used (``train``) and the ones it held out (``test``)."""
+
+    train: frozenset[str]
+    test: frozenset[str]
+
+
+def bundle_split(training: Mapping[str, object], samples: set[str], seed: int | None = None) -> Split:
+    """The split a bundle's training record made of ``samples`` (``test`` empty when it fit every pair)."""
+    seed = training.get("seed", 0) if seed is None else seed  # type: ignore[assignment]
     fraction = training.get("holdout", 0.0)
     if not isinstance(seed, int) or not isinstance(fraction, int | float):
         raise ValueError("the manifest's training record has no usable seed/holdout")
-    return holdout_split(samples, seed, float(fraction))[1]
+    usable, test = holdout_split(samples, seed, float(fraction))
+    return Split(train=usable, test=test)
 
 
 def paired_rows(

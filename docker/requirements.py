@@ -1,0 +1,34 @@
+"""Print the requirements pyproject.toml declares for some extras, one per line (a pip requirements file).
+
+The Dockerfiles install these before the code is copied, so a code change does not reinstall them, and no
+build of the package runs before its real sources are there (a build against stub files left a stale
+``build/`` behind that the final install reused). ``tests/test_docker_install.py`` runs the same steps.
+
+    python requirements.py pyproject.toml serve > requirements.txt
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+
+def requirements(pyproject: Path, extras: list[str]) -> list[str]:
+    """The base dependencies plus those of each extra, in the order pyproject.toml lists them."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    optional: dict[str, list[str]] = project.get("optional-dependencies", {})
+    unknown = sorted(set(extras) - set(optional))
+    if unknown:
+        raise SystemExit(f"{pyproject}: no extra {', '.join(unknown)} (extras: {', '.join(sorted(optional))})")
+    return list(project.get("dependencies", [])) + [r for extra in extras for r in optional[extra]]
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        raise SystemExit("usage: python requirements.py pyproject.toml [extra ...]")
+    print("\n".join(requirements(Path(argv[0]), argv[1:])))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,42 @@
+"""GET /media: the thumbnail or sound of a gallery item, for the search page (``media.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from latent_bridge.service.deps import BundleDep
+from latent_bridge.service.errors import NoMedia
+from latent_bridge.service.responses import problems
+from latent_bridge.service.routes.retrieve import gallery_of
+from starlette.responses import Response
+
+router = APIRouter(tags=["retrieval"])
+
+
+@router.get(
+    "/media",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/*": {}, "audio/*": {}}, "description": "The media file."},
+        **problems(404, 503),
+    },
+    summary="The thumbnail or sound of a gallery item",
+)
+async def get_media(
+    bundle: BundleDep,
+    modality: Annotated[str, Query(description="Modality of the item.", examples=["image"])],
+    item: Annotated[
+        str,
+        Query(alias="id", description="Id of an item of that gallery.", examples=["image:animals/mammals/dogs/dog"]),
+    ],
+) -> Response:
+    """The media the bundle ships (thumbnails) or points at (an installed folder) for item `id` of the
+    `modality` gallery; 404 when the item has none here."""
+    gallery = gallery_of(bundle, modality)
+    media = bundle.media.get(modality)
+    if media is None:
+        gallery.row_of(item)
+        raise NoMedia(f"modality {modality!r} has no media in this bundle", modality=modality)
+    data, content_type = media.get(gallery, item)
+    return Response(data, media_type=content_type, headers={"cache-control": "private, max-age=3600"})
