@@ -30,7 +30,7 @@ class TrainConfig:
     hidden: int = 512
     dropout: float = 0.2
     epochs: int = 150
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 8  # epochs without a better mean cross-validated score before the MLP stops

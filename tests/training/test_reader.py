@@ -96,6 +96,8 @@ def test_folds_partition_the_samples_and_agree_across_edges() -> None:
     assert [f.val for f in cv_folds(some, seed=3, k=5)] == [f.val & some for f in folds]
     (single,) = cv_folds(keys, seed=3, k=1, val_fraction=0.2)
     assert 150 < len(single.val) < 250 and single.train == keys - single.val
+    (capped,) = cv_folds(keys, seed=3, k=1, val_fraction=0.2, max_val=50)
+    assert 25 < len(capped.val) < 80 and capped.val < single.val
 
 
 def test_paired_rows_join_repeated_samples(tmp_path: Path) -> None:

@@ -35,11 +35,15 @@ def holdout_split(samples: set[str], seed: int, fraction: float) -> tuple[frozen
     return frozenset(samples) - test, test
 
 
-def cv_folds(samples: frozenset[str], seed: int, k: int, val_fraction: float = 0.2) -> list[Fold]:
-    """``k`` folds by a seeded hash of the key (``k == 1``: one split, ``val_fraction`` of keys scored)."""
+def cv_folds(samples: frozenset[str], seed: int, k: int, val_fraction: float = 0.2,
+             max_val: int = 4000) -> list[Fold]:
+    """``k`` folds by a seeded hash of the key (``k == 1``: one split scoring ``val_fraction`` of the keys,
+    at most about ``max_val`` of them: a score over thousands of samples is precise enough, and every
+    key not scored is one more to fit on)."""
     u = {s: _unit(seed, s, salt="fold:") for s in samples}
     if k == 1:
-        val = frozenset(s for s, x in u.items() if x < val_fraction)
+        cut = min(val_fraction, max_val / max(1, len(u)))
+        val = frozenset(s for s, x in u.items() if x < cut)
         return [Fold(train=samples - val, val=val)]
     groups = [frozenset(s for s, x in u.items() if int(x * k) == i) for i in range(k)]
     return [Fold(train=samples - g, val=g) for g in groups]
