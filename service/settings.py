@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-FidelityCriterion = Literal["cycle_cosine", "cosine", "r1"]
+FidelityCriterion = Literal["r1", "mrr", "cycle_cosine", "cosine"]
+DEFAULT_FIDELITY: FidelityCriterion = "mrr"
 MIN_API_KEY_LENGTH = 16
 MiB = 1 << 20
 
@@ -113,9 +114,9 @@ class Settings(BaseSettings):
         "the event loop; costlier ones run in the thread pool.",
     )
     fidelity: FidelityCriterion = Field(
-        default="cycle_cosine",
-        description="Edge metric used as routing fidelity: the seeds' reconstruction cosine, "
-        "direct cosine or R@1.",
+        default=DEFAULT_FIDELITY,
+        description="Edge metric used as routing fidelity: held-out MRR (default, tracks retrieval), R@1, "
+        "the seeds' reconstruction cosine (blind to an invertible map's error), or direct cosine.",
     )
     api_key: SecretStr | None = Field(
         default=None,
