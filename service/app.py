@@ -28,6 +28,7 @@ from latent_bridge.service.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.openapi import install_openapi
+from latent_bridge.service.protocol import configure as configure_protocol
 from latent_bridge.service.reload import Reloader
 from latent_bridge.service.routes import (
     admin,
@@ -57,7 +58,7 @@ TAGS = [
     {"name": "graph", "description": "Modalities, translators and the routes between them."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
-ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an API key."}
+ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an admin key."}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -132,11 +133,12 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             app.state.bundle = None
 
     keyed = settings.api_key is not None
+    with_admin = settings.admin_key is not None
     app = FastAPI(
         title="Latent Bridge",
         version=version("latent-bridge"),
         description=DESCRIPTION,
-        openapi_tags=[*TAGS, ADMIN_TAG] if keyed else TAGS,
+        openapi_tags=[*TAGS, ADMIN_TAG] if with_admin else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
         docs_url=None,  # served from our own assets (docs.py), never from a CDN
@@ -154,12 +156,13 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     # check, the deadline and the body limit, in that order, before any route.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
-    if settings.api_key is not None:  # only wired in when set: an unused check still costs every request
-        app.add_middleware(
-            APIKeyMiddleware,
-            key=settings.api_key.get_secret_value(),
-            open_paths=OPEN_PATHS | DOCS_PATHS | page.PAGE_PATHS,
-        )
+    # Always wired in: without any key the admin scope must still be closed (auth.py has the rule).
+    app.add_middleware(
+        APIKeyMiddleware,
+        key=None if settings.api_key is None else settings.api_key.get_secret_value(),
+        admin_key=None if settings.admin_key is None else settings.admin_key.get_secret_value(),
+        open_paths=OPEN_PATHS | DOCS_PATHS | page.PAGE_PATHS,
+    )
     app.add_middleware(RouteMetricsMiddleware, registry=registry)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
@@ -177,7 +180,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     for router in (embed.router, media.router, page.router):
         app.include_router(router)
     app.include_router(metrics.router)
-    if keyed:  # admin routes exist only behind a key
+    if with_admin:  # admin routes exist only behind the admin key
         app.include_router(admin.router)
     return app
 
@@ -187,4 +190,5 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     if settings.access_log:
         configure_access_log()
+    configure_protocol(settings)  # this worker's connection limits
     return create_app(settings)

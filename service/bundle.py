@@ -79,10 +79,16 @@ class LoadLimits:
     manifest_bytes: int = MAX_MANIFEST_BYTES
     translator_bytes: int = 256 << 20
     encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
+    warm_up_seconds: float = 10.0
 
 
 def load_limits(settings: Settings) -> LoadLimits:
-    return LoadLimits(settings.max_manifest_bytes, settings.max_translator_bytes, settings.encoder_threads)
+    return LoadLimits(
+        manifest_bytes=settings.max_manifest_bytes,
+        translator_bytes=settings.max_translator_bytes,
+        encoder_threads=settings.encoder_threads,
+        warm_up_seconds=settings.load_timeout,
+    )
 
 
 def _inside(bundle_dir: Path, relative: str) -> Path:
@@ -157,7 +163,7 @@ def _open_translators(
             edge, model, dims[edge.source], dims[edge.target], bundle_dir / edge.file, threads
         )
         del model
-        translator.warm_up(bundle_dir / edge.file, WARM_UP_BATCH)
+        translator.warm_up(bundle_dir / edge.file, WARM_UP_BATCH, limits.warm_up_seconds)
         translators[edge.source, edge.target] = translator
     return translators
 

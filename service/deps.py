@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.errors import NotReady
+from latent_bridge.service.graph import Route
 from latent_bridge.service.metrics import ServiceMetrics
 from latent_bridge.service.settings import Settings
+from latent_bridge.service.translate import route_seconds
 
 
 async def get_settings(request: Request) -> Settings:
@@ -42,6 +44,14 @@ class Served:
     bundle: Bundle
     settings: Settings
     metrics: ServiceMetrics
+
+    def inline(self, route: Route, source: str, values: int, passes: int = 1) -> bool:
+        """Whether work this small may run on the event loop: few input numbers, and ``passes`` runs of a
+        route whose translators' measured cost fits ``inline_max_seconds`` (a slow model never blocks)."""
+        if values > self.settings.inline_max_values:
+            return False
+        rows = max(1, values // self.bundle.modalities[source].dim)
+        return passes * route_seconds(self.bundle.translators, route, rows) <= self.settings.inline_max_seconds
 
 
 async def get_served(request: Request) -> Served:

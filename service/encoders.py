@@ -7,10 +7,11 @@ its preprocessing. Three kinds exist, one per kind of input:
   ``attention_mask`` and ``token_type_ids``, with its pooling and normalisation inside the graph.
 - ``onnx-image``: Pillow/numpy preprocessing (composite on a background, pad to a square, resize,
   ``(x - offset) / scale``) and an ONNX model taking ``pixels`` [n, 3, size, size].
-- ``ctranslate2-whisper``: a numpy log-mel spectrogram (mel filters stored in the bundle) of the first
-  ``window_seconds``, the CTranslate2 Whisper encoder, and the mean of its frames over the real audio.
+- ``ctranslate2-whisper``: sound decoded and resampled by PyAV (as the dataset was), a numpy log-mel
+  spectrogram (mel filters stored in the bundle) of the first ``window_seconds``, the CTranslate2 Whisper
+  encoder, and the mean of its frames over the real audio.
 
-The packages each kind needs (onnxruntime, tokenizers, Pillow, soundfile, soxr, ctranslate2) are
+The packages each kind needs (onnxruntime, tokenizers, Pillow, PyAV, ctranslate2) are
 imported only when a bundle has such an encoder; a missing one refuses the bundle with an install hint.
 """
 
@@ -129,8 +130,7 @@ class WhisperEncoder:
         self.spec = spec
         self.pre = spec.audio
         self.ct2 = _require("ctranslate2", "ctranslate2", spec.modality)
-        for module, package in (("soundfile", "soundfile"), ("soxr", "soxr")):
-            _require(module, package, spec.modality)
+        _require("av", "av", spec.modality)
         try:
             self.filters = np.load(files["mel_filters"], allow_pickle=False).astype(np.float32)
         except (OSError, ValueError) as exc:
@@ -203,10 +203,14 @@ def warm_up_input(kind: InputKind) -> str:
 
         Image.new("RGB", (32, 32), (200, 80, 40)).save(buffer, "PNG")
     else:
-        import soundfile
+        import wave
 
-        tone = 0.1 * np.sin(np.linspace(0, 440 * 2 * np.pi, 16_000, dtype=np.float32))
-        soundfile.write(buffer, tone, 16_000, format="WAV")
+        tone = (3000 * np.sin(np.linspace(0, 440 * 2 * np.pi, 16_000))).astype("<i2")
+        with wave.open(buffer, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16_000)
+            out.writeframes(tone.tobytes())
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from latent_bridge.service.auth import OPEN_PATHS
+from latent_bridge.service.auth import OPEN_PATHS, admin_scoped
 from latent_bridge.service.errors import PROBLEM_MEDIA_TYPE
 from latent_bridge.service.responses import DESCRIPTIONS
 
@@ -29,7 +29,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     "HTTPBearer": {"type": "http", "scheme": "bearer"},
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
-SNAPSHOT_KEY = "snapshot-key-not-in-the-document"  # any key: only its presence shapes the document
+SNAPSHOT_KEY = "snapshot-key-not-in-the-document"  # any keys: only their presence shapes the document
+SNAPSHOT_ADMIN_KEY = "snapshot-admin-key-not-in-the-document"
 
 
 def _problem_only(document: dict[str, Any]) -> dict[str, Any]:
@@ -56,18 +57,18 @@ def _guards(document: dict[str, Any], keyed: bool) -> dict[str, Any]:
     """Document what the middleware answers before any route runs: 413 for a body over the limit, 504
     past the deadline on the routes that run models, and with an API key 401/403 and the schemes."""
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("413", _error(413))
             if operation.get("operationId") in TIMED_OPERATIONS:
                 responses.setdefault("504", _error(504))
-            if keyed and path not in OPEN_PATHS:
+            if (keyed or admin_scoped(method.upper(), path)) and path not in OPEN_PATHS:
                 responses.setdefault("401", _error(401))
                 responses.setdefault("403", _error(403))
                 operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
             operation["responses"] = dict(sorted(responses.items()))
-    if keyed:
+    if keyed or any(admin_scoped(m.upper(), p) for p, ops in document.get("paths", {}).items() for m in ops):
         document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     return document
 
@@ -112,8 +113,9 @@ def main() -> None:
     from latent_bridge.service.app import create_app
     from latent_bridge.service.settings import Settings
 
-    for path, key in ((SNAPSHOT, None), (KEYED_SNAPSHOT, SNAPSHOT_KEY)):
-        path.write_text(render(create_app(Settings(bundle=None, api_key=key)).openapi()))  # type: ignore[arg-type]
+    for path, keys in ((SNAPSHOT, (None, None)), (KEYED_SNAPSHOT, (SNAPSHOT_KEY, SNAPSHOT_ADMIN_KEY))):
+        settings = Settings(bundle=None, api_key=keys[0], admin_key=keys[1])  # type: ignore[arg-type]
+        path.write_text(render(create_app(settings).openapi()))
         print(f"wrote {path}")
 
 

@@ -3,7 +3,7 @@
 Limits come first and cost little: the number of items, each file's size, an image's pixel count read
 from its header, a sound's duration and sample rate read from its header; only then is anything decoded.
 Every problem is a ``ServiceError`` naming the item (``image 2``) and the limit, so the caller can fix it.
-Pillow, soundfile and soxr are imported on first use: a server whose bundle has no encoders never needs them.
+Pillow and PyAV are imported on first use: a server whose bundle has no encoders never needs them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from latent_bridge.service.vectors import b64decode
 # Outside these rates a file is more likely broken than real, and resampling it would make noise.
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
+GROUP_SAMPLES = 500_000  # faster-whisper resamples in chunks of this many samples
 
 
 @dataclass(frozen=True)
@@ -126,44 +127,81 @@ def _reason(exc: Exception) -> str:
 
 
 def read_audio(data: bytes, i: int, sample_rate: int, max_seconds: float) -> np.ndarray:
-    """Mono float32 at ``sample_rate``; duration and rate are checked from the header before decoding."""
-    import soundfile
+    """Mono float32 at ``sample_rate``, decoded and resampled by FFmpeg (PyAV) exactly as faster-whisper's
+    ``decode_audio`` did for the dataset: another decoder keeps or trims other samples at a file's end
+    (libsndfile honours an Ogg end trim that FFmpeg ignores), which moves the embedding. The sample rate
+    and, when the container states it, the duration are checked before decoding; the decoded length too."""
+    import av
 
     try:
-        info = soundfile.info(io.BytesIO(data))
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError ...
-        raise UnreadableMedia(
-            f"audio {i} cannot be read ({_reason(exc)}); send WAV, FLAC, Ogg (Vorbis/Opus) or MP3", item=i
-        ) from exc
-    rate = int(info.samplerate)
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise UnsupportedSampleRate(
-            f"audio {i} has a sample rate of {rate} Hz, which cannot be resampled to {sample_rate} Hz; "
-            f"send {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz",
-            got=rate,
-            minimum=MIN_SAMPLE_RATE,
-            maximum=MAX_SAMPLE_RATE,
-            item=i,
-        )
-    seconds = info.frames / rate if info.frames > 0 else 0.0
-    if seconds > max_seconds:
-        raise AudioTooLong(
-            f"audio {i} lasts {seconds:.1f} s; the limit is {max_seconds:g} s",
-            limit=max_seconds,
-            got=round(seconds, 3),
-            item=i,
-        )
-    try:
-        samples, _ = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise UnreadableMedia(f"audio {i} cannot be decoded: {_reason(exc)}", item=i) from exc
-    if len(samples) > max_seconds * rate:  # a header may lie about the length
-        raise AudioTooLong(f"audio {i} is longer than {max_seconds:g} s", limit=max_seconds, item=i)
-    if len(samples) == 0:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except Exception as exc:  # PyAV raises FFmpeg's many error types for a broken file
+        raise UnreadableMedia(f"audio {i} cannot be read ({_reason(exc)})", item=i) from exc
+    with container:
+        if not container.streams.audio:
+            raise UnreadableMedia(f"audio {i} has no audio stream", item=i)
+        rate = int(container.streams.audio[0].codec_context.sample_rate or 0)
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise UnsupportedSampleRate(
+                f"audio {i} has a sample rate of {rate} Hz, which cannot be resampled to {sample_rate} Hz; "
+                f"send {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz",
+                got=rate,
+                minimum=MIN_SAMPLE_RATE,
+                maximum=MAX_SAMPLE_RATE,
+                item=i,
+            )
+        if container.duration is not None and container.duration / 1e6 > max_seconds:
+            raise _too_long(i, container.duration / 1e6, max_seconds)
+        samples = _decode(av, container, i, sample_rate, int(max_seconds * sample_rate))
+    if samples.size == 0:
         raise UnreadableMedia(f"audio {i} holds no samples", item=i)
-    mono = samples.mean(axis=1)
-    if rate != sample_rate:
-        import soxr
+    return samples
 
-        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+
+def _too_long(i: int, seconds: float | None, limit: float) -> AudioTooLong:
+    lasts = f"lasts {seconds:.1f} s" if seconds is not None else "is longer than the limit"
+    return AudioTooLong(
+        f"audio {i} {lasts}; the limit is {limit:g} s",
+        limit=limit,
+        **({"got": round(seconds, 3)} if seconds is not None else {}),
+        item=i,
+    )
+
+
+def _decode(av: Any, container: Any, i: int, sample_rate: int, max_samples: int) -> np.ndarray:
+    """faster-whisper's pipeline: skip invalid frames, group into large chunks, resample to s16 mono."""
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    fifo = av.audio.fifo.AudioFifo()
+    chunks: list[np.ndarray] = []
+    total = 0
+
+    def take(frame: Any) -> None:
+        nonlocal total
+        for out in resampler.resample(frame):
+            chunk = out.to_ndarray().reshape(-1)
+            total += chunk.size
+            if total > max_samples:
+                raise _too_long(i, None, max_samples / sample_rate)
+            chunks.append(chunk)
+
+    try:
+        frames = container.decode(audio=0)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.InvalidDataError:
+                continue
+            frame.pts = None
+            fifo.write(frame)
+            if fifo.samples >= GROUP_SAMPLES:
+                take(fifo.read())
+        if fifo.samples > 0:
+            take(fifo.read())
+        take(None)
+    except av.error.FFmpegError as exc:
+        raise UnreadableMedia(f"audio {i} cannot be decoded ({_reason(exc)})", item=i) from exc
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    out: np.ndarray = pcm.astype(np.float32) / 32768.0
+    return out

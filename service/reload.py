@@ -59,15 +59,38 @@ class Reloader:
         return settings
 
     def target(self, path: Path | None) -> Path:
-        """The bundle to load: the one named, else the configured one, else the one serving."""
+        """The bundle to load: the one named (it must lie under the models folder), else the configured
+        one, else the one serving. A named path outside the folder is refused with the same words whether
+        it exists or not, so reload cannot be used to probe the server's files."""
         if path is not None:
-            return path
+            return self.under_models(path)
         if self.settings.bundle is not None:
             return self.settings.bundle
         current: Bundle | None = self.app.state.bundle
         if current is None:
             raise BundleRefused("no bundle named and none configured (LATENT_BRIDGE_BUNDLE)")
         return current.path
+
+    def under_models(self, path: Path) -> Path:
+        root = self.settings.reload_root()
+        if root is None:
+            raise BundleRefused(
+                "reload can name no bundle: set LATENT_BRIDGE_MODELS_DIR (or LATENT_BRIDGE_BUNDLE, whose "
+                "folder is the default)"
+            )
+        refused = BundleRefused(
+            f"{str(path)[:200]}: not a bundle folder under the models folder; name one as a path relative "
+            "to it",
+            models_dir=str(root),
+        )
+        try:
+            resolved = (root / path).resolve()
+            inside = resolved.is_relative_to(root.resolve()) and resolved != root.resolve()
+        except (OSError, RuntimeError, ValueError):  # a name too long, a symlink loop, a NUL byte
+            raise refused from None
+        if not inside:
+            raise refused
+        return root / path
 
     async def reload(self, path: Path | None = None) -> tuple[Bundle, tuple[str, str] | None]:
         """Swap in the bundle at ``path`` (see ``target``); return it and the old one's (name, fingerprint).
@@ -76,7 +99,11 @@ class Reloader:
             self._lock = asyncio.Lock()
         metrics: ServiceMetrics = self.app.state.metrics
         settings = self.settings
-        target = self.target(path)
+        try:
+            target = self.target(path)
+        except BundleRefused:
+            metrics.reloads.labels("refused").inc()
+            raise
         async with self._lock:
             refused = None
             try:

@@ -338,12 +338,14 @@ class Readiness(BaseModel):
 
 
 class ReloadRequest(_Request):
-    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "models/demo-v2"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"bundle": "demo-v2"}]})
 
     bundle: str | None = Field(
         default=None,
         min_length=1,
-        description="Bundle folder on the server to load; default the configured one (LATENT_BRIDGE_BUNDLE).",
+        max_length=4096,
+        description="Bundle folder to load, relative to the models folder (LATENT_BRIDGE_MODELS_DIR; an "
+        "absolute path must lie inside it); default the configured one (LATENT_BRIDGE_BUNDLE).",
     )
 
 

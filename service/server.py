@@ -19,6 +19,8 @@ import uvicorn
 from latent_bridge.service.accesslog import configure_access_log
 from latent_bridge.service.app import create_app, open_bundle
 from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.protocol import PROTOCOL
+from latent_bridge.service.protocol import configure as configure_protocol
 from latent_bridge.service.settings import Settings
 from pydantic import ValidationError
 
@@ -62,7 +64,10 @@ def serve(
         "access_log": False,  # ours is JSON with the request id (latent_bridge.service.accesslog)
         "server_header": False,
         "timeout_graceful_shutdown": settings.drain_seconds,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "http": PROTOCOL,  # header deadline and size, connection cap (protocol.py)
     }
+    configure_protocol(settings)
     if settings.workers == 1:
         app = create_app(settings, bundle=loaded)
         del loaded  # the app holds it until a reload replaces it

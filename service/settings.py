@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FidelityCriterion = Literal["cycle_cosine", "cosine", "r1"]
@@ -40,6 +40,26 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a request may take, body upload included, before it is answered 504 "
         "(admin routes excepted).",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds a connection may take to send a request's headers (from connecting, or from "
+        "the first byte of a kept-alive request) before it gets 408 and is closed.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=4096, le=16 * MiB, description="Largest request line + headers (431 above)."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Open connections per worker; more get 503 and are closed."
+    )
+    keep_alive_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="Seconds an idle kept-alive connection stays open; keep a client's or proxy's idle "
+        "timeout below it, or a reused connection may be closed under the request.",
     )
     drain_seconds: int = Field(
         default=30, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may take to finish."
@@ -78,6 +98,20 @@ class Settings(BaseSettings):
         le=1 << 34,
         description="Largest translator (.onnx) file; each is read into memory to be hashed and loaded.",
     )
+    load_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds one warm-up run of a translator may take when a bundle loads; a slower one is "
+        "stopped and the bundle refused.",
+    )
+    inline_max_seconds: float = Field(
+        default=0.001,
+        ge=0,
+        le=1,
+        description="Requests whose route costs at most this (measured per translator at warm-up) may run on "
+        "the event loop; costlier ones run in the thread pool.",
+    )
     fidelity: FidelityCriterion = Field(
         default="cycle_cosine",
         description="Edge metric used as routing fidelity: the seeds' reconstruction cosine, "
@@ -85,8 +119,18 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         default=None,
-        description="When set, every route but /healthz and /readyz needs `X-API-Key: <key>` or "
-        "`Authorization: Bearer <key>` (401 without, 403 wrong), and the admin routes exist.",
+        description="When set, every route but /healthz, /readyz and the admin scope needs `X-API-Key: <key>` "
+        "or `Authorization: Bearer <key>` (401 without, 403 wrong).",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="The key of the admin scope (/admin/*, gallery writes), sent like the API key; it opens "
+        "the read routes too. Unset: the admin routes do not exist and the admin scope answers 403.",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="The folder POST /admin/reload may name bundles in (default: the folder holding "
+        "LATENT_BRIDGE_BUNDLE); a bundle outside it is refused.",
     )
     cors_origins: list[str] = Field(
         default_factory=list,
@@ -96,14 +140,30 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "admin_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "admin_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
             raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
         return value
+
+    @model_validator(mode="after")
+    def _separate_keys(self) -> Settings:
+        if (
+            self.admin_key is not None
+            and self.api_key is not None
+            and self.admin_key.get_secret_value() == self.api_key.get_secret_value()
+        ):
+            raise ValueError("admin_key must differ from api_key: a reader must not hold admin rights")
+        return self
+
+    def reload_root(self) -> Path | None:
+        """The folder reload may name bundles in."""
+        if self.models_dir is not None:
+            return self.models_dir
+        return None if self.bundle is None else self.bundle.parent

@@ -8,6 +8,8 @@ conversion between hops. Sessions are created once per bundle and shared by all 
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -78,18 +80,46 @@ class Translator:
         out: Matrix = self.session.run(self._outputs, {ONNX_INPUT: x})[0]
         return out
 
-    def warm_up(self, path: Path, batch: int) -> None:
-        """Run once at batch 1 and ``batch``; check the output really has the manifest's dimension."""
-        for n in sorted({1, batch}):
+    def warm_up(self, path: Path, batch: int, deadline: float = 10.0) -> None:
+        """Run at batch 1 (three times) and ``batch``; check the output really has the manifest's dimension,
+        and measure what a call costs (``seconds``). A run past ``deadline`` seconds is stopped and the
+        translator refused: a model that slow (an ONNX ``Loop``, say) must not hold up a reload."""
+        timings: dict[int, float] = {}
+        for n in (1, 1, 1, batch):
+            options = ort.RunOptions()
+            options.log_severity_level = 4  # the stopped run's error is ours to report, in one line
+            timer = threading.Timer(deadline, setattr, (options, "terminate", True))
+            timer.start()
+            started = time.perf_counter()
             try:
-                out = self(np.zeros((n, self.source_dim), dtype=np.float32))
+                x = np.zeros((n, self.source_dim), np.float32)
+                out = self.session.run(self._outputs, {ONNX_INPUT: x}, options)
             except Exception as exc:
+                if options.terminate:
+                    raise BundleError(
+                        f"{path}: a warm-up run on a batch of {n} took longer than {deadline:g} s "
+                        "(load_timeout)"
+                    ) from None
                 raise BundleError(f"{path}: fails on a batch of {n} ({type(exc).__name__}: {exc})") from exc
-            if out.shape != (n, self.target_dim):
+            finally:
+                timer.cancel()
+            timings[n] = min(timings.get(n, math.inf), time.perf_counter() - started)
+            if out[0].shape != (n, self.target_dim):
                 raise BundleError(
-                    f"{path}: output shape {out.shape} for a batch of {n}, "
+                    f"{path}: output shape {out[0].shape} for a batch of {n}, "
                     f"manifest says ({n}, {self.target_dim})"
                 )
+        self._seconds_one = timings[1]
+        self._seconds_per_row = max(0.0, timings[batch] - timings[1]) / max(1, batch - 1)
+
+    def seconds(self, rows: int) -> float:
+        """The measured cost of one call on ``rows`` vectors (from the warm-up)."""
+        return self._seconds_one + self._seconds_per_row * max(0, rows - 1)
+
+
+def route_seconds(translators: Mapping[tuple[str, str], Translator], route: Route, rows: int) -> float:
+    """What translating ``rows`` vectors along ``route`` costs, by the translators' measured warm-up."""
+    return sum(translators[h.source, h.target].seconds(rows) for h in route.hops)
 
 
 def check_finite_output(y: Matrix, what: str = "translated vector") -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from encoder_bundle import EncoderBundles, build, missing
 
 
 @pytest.fixture
@@ -18,3 +19,13 @@ def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
         return Path(shutil.copytree(bundle, Path(tempfile.mkdtemp(dir=tmp_path)) / bundle.name))
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def encoder_bundles(tmp_path_factory: pytest.TempPathFactory) -> EncoderBundles:
+    """The demo bundle with its real encoders (and the same translators without them); skips without
+    the encoders extra or the Debian stamps. About a minute: training plus three verified exports."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    return build(tmp_path_factory.mktemp("encoders"))

@@ -47,7 +47,7 @@ from latent_bridge.training.bundle import Parent, staged_bundle
 from latent_bridge.training.datasets import encoders as real
 
 PARITY_COSINE = 0.9999
-AUDIO_PARITY_COSINE = 0.999  # the server resamples with soxr, the dataset with PyAV
+AUDIO_PARITY_COSINE = 0.9999
 TEXT_MAX_TOKENS = 256
 OPSET = 17
 THUMBNAILS = Path("media/image-thumbnails.parquet")

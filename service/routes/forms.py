@@ -21,12 +21,13 @@ from starlette.responses import Response
 from starlette.types import Message
 
 MULTIPART = "multipart/form-data"
+FORMS = frozenset({MULTIPART, "application/x-www-form-urlencoded"})
 LIST_FIELDS = frozenset({"path"})  # always a list, even when given once
 MAX_FORM_FIELDS = 256
 
 
-def is_multipart(content_type: str) -> bool:
-    return content_type.split(";", 1)[0].strip().lower() == MULTIPART
+def is_form(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in FORMS
 
 
 async def _value(value: UploadFile | str) -> str:
@@ -52,13 +53,13 @@ async def form_as_json(request: Request) -> bytes:
 
 
 class RawInputRoute(JSONBodyRoute):
-    """A JSON-body route that also takes multipart/form-data (fields and file uploads)."""
+    """A JSON-body route that also takes forms: multipart/form-data (fields and file uploads) or urlencoded."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
-            if not is_multipart(request.headers.get("content-type", "")):
+            if not is_form(request.headers.get("content-type", "")):
                 return await handler(request)
             payload = await form_as_json(request)
 

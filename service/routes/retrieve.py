@@ -30,13 +30,14 @@ def check_k(k: int, limit: int) -> None:
         raise KOutOfRange(k, limit)
 
 
-def inline(served: Served, source: str, gallery: Gallery, values: int) -> bool:
-    """Whether a request is small enough to run on the event loop: few input numbers, and (for an exact
-    gallery) a search of few multiply-adds."""
+def inline(served: Served, route: Route, gallery: Gallery, values: int) -> bool:
+    """Whether a request is small enough to run on the event loop: few input numbers, a route of small
+    measured cost, and (for an exact gallery) a search of few multiply-adds."""
+    source = route.path[0]
     rows = max(1, values // served.bundle.modalities[source].dim)
     flat = gallery.spec.index_type == "flat"
     search_work = rows * gallery.size * served.bundle.modalities[gallery.modality].dim if flat else 0
-    return values <= served.settings.inline_max_values and search_work <= INLINE_SEARCH_WORK
+    return search_work <= INLINE_SEARCH_WORK and served.inline(route, source, values)
 
 
 def search(
@@ -97,7 +98,7 @@ async def retrieve_by_id(
     route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
     x = query_gallery.vector(query_gallery.row_of(item))
-    if inline(served, source, gallery, x.size):
+    if inline(served, route, gallery, x.size):
         content = search(served, route, x, gallery, k, [item])
     else:
         content = await run_in_threadpool(search, served, route, x, gallery, k, [item])
@@ -126,7 +127,8 @@ async def retrieve_by_vectors(
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = served.bundle.gallery(body.target)
-    if not has_raw(body) and inline(served, body.source, gallery, count_values(body.vectors, body.vector)):
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
+    if not has_raw(body) and inline(served, route, gallery, count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

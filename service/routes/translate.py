@@ -74,7 +74,10 @@ async def translate(
     `confidence: true`, each input's round-trip cosine (centred by the source gallery's mean). Instead of
     vectors, raw `text`, `image` or `audio` (base64, or multipart/form-data uploads) is embedded first by
     the `from` modality's encoder, when the bundle has one."""
-    if not has_raw(body) and count_values(body.vectors, body.vector) <= served.settings.inline_max_values:
+    route = served.bundle.graph.resolve(body.source, body.target, body.path)
+    values = count_values(body.vectors, body.vector)
+    passes = 2 if body.confidence else 1  # there and back
+    if not has_raw(body) and served.inline(route, body.source, values, passes):
         content = translation(served, body)  # tiny work: cheaper than a thread hop
     else:
         content = await run_in_threadpool(translation, served, body)

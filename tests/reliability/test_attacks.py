@@ -19,12 +19,17 @@ import pytest
 from bundle_edits import edit_manifest, rehash
 from reliability_bundles import DIM
 from serverprocess import HOST, Server, command, free_port, running_server
-from testsettings import API_KEY
+from testsettings import ADMIN_KEY
 
 pytestmark = pytest.mark.slow
 VECTOR = [0.25] * DIM
-ADMIN = {"x-api-key": API_KEY}
-ADMIN_ENV = {"LATENT_BRIDGE_API_KEY": API_KEY}
+ADMIN = {"x-api-key": ADMIN_KEY}
+ADMIN_ENV = {"LATENT_BRIDGE_ADMIN_KEY": ADMIN_KEY}
+
+
+def admin_env(models: Path) -> dict[str, str]:
+    """An admin key, and ``models`` as the folder reload may name bundles in."""
+    return ADMIN_ENV | {"LATENT_BRIDGE_MODELS_DIR": str(models)}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +122,7 @@ def test_onnx_external_data_is_refused(bundle_one: Path, bundle_copy: Callable[[
     assert started.returncode == 1 and len(lines) == 1, started.stderr
     assert "bundle refused" in lines[0] and str(evil / "translators/a__b.onnx") in lines[0]
     assert "external data" in lines[0]
-    with running_server(bundle_one, env=ADMIN_ENV, cwd=workdir) as server:
+    with running_server(bundle_one, env=admin_env(evil.parent), cwd=workdir) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
             refused = http.post("/admin/reload", json={"bundle": str(evil)})
             assert refused.status_code == 422 and "external data" in refused.json()["detail"], refused.text
@@ -181,7 +186,7 @@ def test_every_load_failure_is_a_one_line_refusal_naming_the_file(
     lines = started.stderr.strip().splitlines()
     assert started.returncode == 1 and len(lines) == 1, started.stderr[-3000:]
     assert lines[0].startswith("latent-bridge: bundle refused: ") and file in lines[0], lines[0]
-    with running_server(bundle_one, env=ADMIN_ENV, prefix=SERVE_PREFIX) as server:
+    with running_server(bundle_one, env=admin_env(bad.parent), prefix=SERVE_PREFIX) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
             refused = http.post("/admin/reload", json={"bundle": str(bad)})
             assert refused.status_code == 422, refused.text[-2000:]
@@ -239,7 +244,7 @@ def test_oversized_files_are_refused_before_they_are_read(
     huge_manifest = Path(shutil.copytree(bundle_one, huge_model.parent / "huge-manifest"))
     with (huge_manifest / "manifest.json").open("ab") as f:
         f.truncate(400 << 20)  # trailing zero bytes: sparse, costs no disk
-    with running_server(bundle_one, env=ADMIN_ENV) as server:
+    with running_server(bundle_one, env=admin_env(huge_model.parent)) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
             before = rss_mib(server.process.pid)
             for bad, file in ((huge_model, "translators/a__b.onnx"), (huge_manifest, "manifest.json")):
@@ -306,7 +311,7 @@ def test_refused_reloads_keep_no_memory(bundle_one: Path, bundle_copy: Callable[
     path = heavy / "index/b.faiss"
     path.write_bytes(path.read_bytes()[:100])
     rehash(heavy, "index/b.faiss")
-    with running_server(bundle_one, env=ADMIN_ENV) as server:
+    with running_server(bundle_one, env=admin_env(heavy.parent)) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
             sizes = []
             for _ in range(20):
@@ -314,3 +319,142 @@ def test_refused_reloads_keep_no_memory(bundle_one: Path, bundle_copy: Callable[
                 assert refused.status_code == 422 and "index/b.faiss" in refused.json()["detail"], refused.text
                 sizes.append(rss_mib(server.process.pid))
     assert sizes[-1] < sizes[1] * 1.1, sizes
+
+
+def test_reload_names_only_bundles_under_the_models_folder(
+    bundle_one: Path, bundle_two: Path, bundles_root: Path, tmp_path: Path
+) -> None:
+    """Reload used to load any server path, and its errors told which paths exist."""
+    outside = Path(shutil.copytree(bundle_two, tmp_path / "outside"))  # a valid bundle, outside the folder
+    link = bundles_root / f"{tmp_path.name}-link-out"
+    link.symlink_to(outside)
+    with running_server(bundle_one, env=ADMIN_ENV) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
+            details = {}
+            names = (str(outside), str(tmp_path / "no-such-folder"), "/etc", "../../etc", "../../no-such", link.name)
+            for name in names:
+                refused = http.post("/admin/reload", json={"bundle": name})
+                assert refused.status_code == 422, (name, refused.text)
+                details[name] = refused.json()["detail"].replace(name, "<name>")
+            assert len(set(details.values())) == 1, details  # existing or not: the same words
+            assert http.get("/readyz").json()["bundle"] == "one"
+            assert http.post("/admin/reload", json={"bundle": bundle_two.name}).json()["bundle"] == "two"
+            assert http.post("/admin/reload", json={"bundle": str(bundle_one)}).json()["bundle"] == "one"
+
+
+def _reply_or_close(conn: socket.socket, timeout: float) -> bytes:
+    """What the server sends before closing (b"" if it closes without a word); b"open" if still open."""
+    conn.settimeout(timeout)
+    reply = b""
+    try:
+        while chunk := conn.recv(4096):
+            reply += chunk
+    except TimeoutError:
+        return b"open"
+    except OSError:
+        pass
+    return reply
+
+
+def test_slow_headers_huge_headers_and_connection_floods_are_cut_off(bundle_one: Path) -> None:
+    """3,000 connections with unfinished headers stayed open for minutes; 20 MB headers were buffered."""
+    env = {"LATENT_BRIDGE_HEADER_TIMEOUT": "1", "LATENT_BRIDGE_MAX_CONNECTIONS": "50"}
+    with running_server(bundle_one, env=env) as server:
+        before = rss_mib(server.process.pid)
+        slow = [socket.create_connection((HOST, server.port), timeout=10) for _ in range(120)]
+        for conn in slow:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        started = time.monotonic()
+        replies = [_reply_or_close(conn, 5) for conn in slow]
+        assert time.monotonic() - started < 5
+        busy = [r for r in replies if r.startswith(b"HTTP/1.1 503")]
+        timed_out = [r for r in replies if r.startswith(b"HTTP/1.1 408")]
+        assert len(busy) >= 60 and len(busy) + len(timed_out) == len(slow), replies[:3]
+        for conn in slow:
+            conn.close()
+        assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+
+        huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * (1 << 20) + b"\r\n"
+        for _ in range(10):
+            with socket.create_connection((HOST, server.port), timeout=10) as conn:
+                try:
+                    for _ in range(20):  # 20 MB of headers, if the server let it
+                        conn.sendall(huge)
+                except OSError:
+                    pass  # cut off: expected
+                reply = _reply_or_close(conn, 5)  # the 431, or nothing if a reset overtook it: never left open
+                assert reply.startswith(b"HTTP/1.1 431") or reply == b"", reply[:100]
+        assert rss_mib(server.process.pid) < before + 30
+        ok = httpx.post(f"{server.base}/translate", json={"from": "a", "to": "b", "vector": VECTOR}, timeout=10)
+        assert ok.status_code == 200
+
+
+def loop_translator(bundle: Path, iterations: int) -> None:
+    """a→b as an ONNX Loop adding zero ``iterations`` times: right shapes, any cost one likes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["c_out"]), helper.make_node("Add", ["x", "zero"], ["x_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", TensorProto.FLOAT, None),
+        ],
+        initializer=[numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "cond", "input"], ["output"], body=body)],
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", DIM])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", DIM])],
+        initializer=[
+            numpy_helper.from_array(np.array(iterations, np.int64), "n"),
+            numpy_helper.from_array(np.array(True), "cond"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (bundle / "translators/a__b.onnx").write_bytes(model.SerializeToString())
+    rehash(bundle, "translators/a__b.onnx")
+
+
+def _worst_probe_while(server: Server, work: Callable[[], httpx.Response]) -> tuple[float, httpx.Response]:
+    """Run ``work`` in a thread; meanwhile probe /healthz; the slowest probe's seconds and work's answer."""
+    answer: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answer.append(work()))
+    thread.start()
+    worst = 0.0
+    while thread.is_alive():
+        probe = time.monotonic()
+        assert httpx.get(f"{server.base}/healthz", timeout=30).status_code == 200
+        worst = max(worst, time.monotonic() - probe)
+    thread.join()
+    return worst, answer[0]
+
+
+def test_a_slow_model_neither_holds_up_a_reload_nor_blocks_the_event_loop(
+    bundle_one: Path, bundle_copy: Callable[[Path], Path]
+) -> None:
+    """An ONNX Loop made warm-up take 11.5 s under the reload lock, and one request blocked /healthz 2 s."""
+    too_slow = bundle_copy(bundle_one)
+    loop_translator(too_slow, iterations=2_000_000)  # seconds per call
+    slow = bundle_copy(bundle_one)
+    loop_translator(slow, iterations=100_000)  # a fraction of a second per call
+    env = admin_env(slow.parent.parent) | {"LATENT_BRIDGE_LOAD_TIMEOUT": "1"}  # holds both copies
+    with running_server(bundle_one, env=env) as server:
+        with httpx.Client(base_url=server.base, headers=ADMIN, timeout=60) as http:
+            started = time.monotonic()
+            refused = http.post("/admin/reload", json={"bundle": str(too_slow)})
+            assert refused.status_code == 422 and "took longer than 1 s" in refused.json()["detail"], refused.text
+            assert time.monotonic() - started < 5
+            assert http.post("/admin/reload", json={"bundle": str(slow)}).status_code == 200
+            body = {"from": "a", "to": "b", "vector": VECTOR}  # 8 numbers: small by count, slow by cost
+            took = time.monotonic()
+            worst, answer = _worst_probe_while(server, lambda: http.post("/translate", json=body))
+            took = time.monotonic() - took
+            assert answer.status_code == 200, answer.text
+            assert worst < took / 2, (worst, took)

@@ -1,5 +1,6 @@
 """The optional API key: every route but the probes needs it (401 without, 403 wrong), both header forms
-work, and the admin routes exist only behind a key (also absent from the no-key OpenAPI document)."""
+work; the admin scope (/admin/*, gallery writes) needs the separate admin key, and its routes exist only
+with one (also absent from the OpenAPI document without it)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
-from latent_bridge.service.auth import APIKeyMiddleware, credentials
+from latent_bridge.service.auth import APIKeyMiddleware, admin_scoped, credentials
+from pydantic import ValidationError
 from reliability_bundles import DIM
-from testsettings import API_KEY, settings_for
+from testsettings import ADMIN_KEY, API_KEY, KEYS, settings_for
 
 GUARDED = [
     ("GET", "/modalities"),
@@ -32,7 +34,7 @@ GUARDED = [
 
 @pytest.fixture(scope="module")
 def keyed(bundle_one: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(bundle_one, api_key=API_KEY))) as client:
+    with TestClient(create_app(settings_for(bundle_one, **KEYS))) as client:
         yield client
 
 
@@ -95,13 +97,17 @@ def test_keys_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> 
     assert credentials([(b"authorization", b"Basic k3")]) == [b""]
 
 
-def test_admin_routes_exist_only_behind_a_key(bundle_one: Path, keyed: TestClient) -> None:
+def test_admin_routes_exist_only_behind_the_admin_key(bundle_one: Path, keyed: TestClient) -> None:
     with TestClient(create_app(settings_for(bundle_one))) as open_client:
-        assert open_client.post("/admin/reload", json={}).status_code == 404
+        closed = open_client.post("/admin/reload", json={})
+        assert closed.status_code == 403 and "LATENT_BRIDGE_ADMIN_KEY" in closed.json()["detail"]
         document = open_client.get("/openapi.json").json()
         assert not [p for p in document["paths"] if p.startswith("/admin")]
         assert "securitySchemes" not in document.get("components", {})
         assert all("401" not in op["responses"] for ops in document["paths"].values() for op in ops.values())
+    with TestClient(create_app(settings_for(bundle_one, api_key=API_KEY))) as read_only:
+        document = read_only.get("/openapi.json", headers={"x-api-key": API_KEY}).json()
+    assert not [p for p in document["paths"] if p.startswith("/admin")]
     document = keyed.get("/openapi.json", headers={"x-api-key": API_KEY}).json()
     assert "/admin/reload" in document["paths"]
     assert set(document["components"]["securitySchemes"]) == {"APIKeyHeader", "HTTPBearer"}
@@ -110,3 +116,43 @@ def test_admin_routes_exist_only_behind_a_key(bundle_one: Path, keyed: TestClien
             guarded = path not in ("/healthz", "/readyz")
             assert ("security" in operation) == guarded, path
             assert ({"401", "403"} <= operation["responses"].keys()) == guarded, path
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "admin"),
+    [
+        ("POST", "/admin/reload", True),
+        ("GET", "/admin/anything", True),
+        ("PUT", "/galleries/text/items", True),
+        ("DELETE", "/galleries/text/items", True),
+        ("POST", "/galleries/text/items", True),
+        ("PATCH", "/galleries/text", True),
+        ("GET", "/galleries/text/items", False),
+        ("HEAD", "/galleries/text/items", False),
+        ("POST", "/translate", False),
+        ("GET", "/administrator", False),
+    ],
+)
+def test_the_admin_scope_rule(method: str, path: str, admin: bool) -> None:
+    assert admin_scoped(method, path) is admin
+
+
+ADMIN_SCOPED = [("POST", "/admin/reload"), ("PUT", "/galleries/a/items"), ("DELETE", "/galleries/a/items")]
+
+
+@pytest.mark.parametrize("keys", [{"api_key": API_KEY}, {}], ids=["read-key", "no-read-key"])
+def test_the_read_key_opens_no_admin_route(bundle_one: Path, keys: dict[str, str]) -> None:
+    with TestClient(create_app(settings_for(bundle_one, admin_key=ADMIN_KEY, **keys))) as client:
+        for method, path in ADMIN_SCOPED:
+            assert client.request(method, path, json={}).status_code == 401
+            assert client.request(method, path, json={}, headers={"x-api-key": API_KEY}).status_code == 403
+            both = {"x-api-key": ADMIN_KEY, "authorization": f"Bearer {API_KEY}"}  # a wrong key beside the right one
+            assert client.request(method, path, json={}, headers=both).status_code == 403
+            assert client.request(method, path, json={}, headers={"x-api-key": ADMIN_KEY}).status_code != 403
+        assert client.get("/modalities", headers={"x-api-key": ADMIN_KEY}).status_code == 200
+        assert client.post("/admin/reload", json={}, headers={"x-api-key": ADMIN_KEY}).status_code == 200
+
+
+def test_the_admin_key_must_differ_from_the_api_key(bundle_one: Path) -> None:
+    with pytest.raises(ValidationError, match="must differ"):
+        settings_for(bundle_one, api_key=API_KEY, admin_key=API_KEY)

@@ -16,9 +16,9 @@ from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from reliability_bundles import DIM
-from testsettings import API_KEY, settings_for
+from testsettings import ADMIN_KEY, KEYS, settings_for
 
-AUTH = {"x-api-key": API_KEY}
+AUTH = {"x-api-key": ADMIN_KEY}  # opens every route, the admin scope included
 V = [0.1] * DIM
 JSON = {"content-type": "application/json"}
 
@@ -87,7 +87,7 @@ def one_way_bundle(bundle_one: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def client(one_way_bundle: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(one_way_bundle, api_key=API_KEY)), headers=AUTH) as client:
+    with TestClient(create_app(settings_for(one_way_bundle, **KEYS)), headers=AUTH) as client:
         yield client
 
 
@@ -123,7 +123,7 @@ def test_every_documented_error_is_reachable(client: TestClient) -> None:
 
 
 def test_documented_503s_are_reachable(client: TestClient, one_way_bundle: Path) -> None:
-    app = create_app(settings_for(one_way_bundle, api_key=API_KEY))
+    app = create_app(settings_for(one_way_bundle, **KEYS))  # lifespan not run: no bundle yet
     with_503 = [(m, p) for (m, p), statuses in documented(client).items() if "503" in statuses]
     assert with_503
     with TestClient(app, headers=AUTH) as unready:
@@ -144,7 +144,7 @@ def test_documented_504s_are_reachable(
 
     with_504 = {(m, p) for (m, p), statuses in documented(client).items() if "504" in statuses}
     assert with_504 == {("post", "/translate"), ("post", "/retrieve"), ("get", "/retrieve")}
-    app = create_app(settings_for(one_way_bundle, api_key=API_KEY, request_timeout=0.2))
+    app = create_app(settings_for(one_way_bundle, **KEYS, request_timeout=0.2))
     release = threading.Event()
     real_search = retrieve.search
     monkeypatch.setattr(retrieve, "inline", lambda *args: False)

@@ -19,7 +19,7 @@ from latent_bridge.service.app import create_app
 from latent_bridge.service.bundle import load_bundle
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from testsettings import API_KEY, settings_for
+from testsettings import ADMIN_KEY, KEYS, settings_for
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 40
@@ -42,8 +42,8 @@ def open_schema(bundle_one: Path) -> Iterator[schemathesis.BaseSchema]:
 
 @pytest.fixture(scope="module")
 def keyed_schema(bundle_one: Path) -> Iterator[schemathesis.BaseSchema]:
-    app = _app(bundle_one, api_key=API_KEY)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers={"x-api-key": API_KEY})
+    app = _app(bundle_one, **KEYS)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers={"x-api-key": ADMIN_KEY})
     yield schema
 
 
@@ -78,4 +78,4 @@ def test_the_open_api_keeps_its_contract(open_schema: schemathesis.BaseSchema, m
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_the_keyed_api_keeps_its_contract(keyed_schema: schemathesis.BaseSchema, mode: GenerationMode) -> None:
     assert "POST /admin/reload" in {op.label for op in operations(keyed_schema)}
-    fuzz(keyed_schema, mode, headers={"X-API-Key": API_KEY})  # the scheme's spelling
+    fuzz(keyed_schema, mode, headers={"X-API-Key": ADMIN_KEY})  # the scheme's spelling

@@ -209,7 +209,7 @@ def test_every_error_has_one_shape_and_its_request_id_is_in_the_access_log(
         client.build_request("GET", "/route", params={"from": "a"}),
         client.build_request("GET", "/nowhere"),
         client.build_request("DELETE", "/translate"),
-        client.build_request("POST", "/admin/reload", json={}),  # no admin routes without a key
+        client.build_request("POST", "/admin/reload", json={}),  # the admin scope is closed without an admin key
     ]
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
         responses = [client.send(r) for r in requests]

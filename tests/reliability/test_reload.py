@@ -16,15 +16,16 @@ from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.bundle import load_bundle
 from reliability_bundles import CORRUPTIONS, DIM
-from testsettings import API_KEY, settings_for
+from testsettings import ADMIN_KEY, KEYS, settings_for
 
-AUTH = {"x-api-key": API_KEY}
+AUTH = {"x-api-key": ADMIN_KEY}  # the admin key opens the read routes too
 QUERY = {"from": "a", "to": "b", "vector": [0.3, -0.2, 0.5, 0.1, 0.0, 0.7, -0.4, 0.2], "normalize": False}
 
 
 @pytest.fixture
-def client(bundle_one: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(bundle_one, api_key=API_KEY)), headers=AUTH) as client:
+def client(bundle_one: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    models = tmp_path_factory.getbasetemp()  # holds the session bundles and every test's copies
+    with TestClient(create_app(settings_for(bundle_one, **KEYS, models_dir=models)), headers=AUTH) as client:
         yield client
 
 
@@ -104,7 +105,7 @@ def test_requests_in_flight_finish_on_the_old_bundle(
         return real_run_route(*args)
 
     monkeypatch.setattr(translate, "run_route", held_run_route)
-    app = create_app(settings_for(bundle_one, api_key=API_KEY, inline_max_values=0))  # work in threads
+    app = create_app(settings_for(bundle_one, **KEYS, inline_max_values=0))  # work in threads
 
     async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app)

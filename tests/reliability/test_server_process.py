@@ -18,11 +18,11 @@ import pytest
 from latent_bridge.service.bundle import load_bundle
 from reliability_bundles import CORRUPTIONS, DIM
 from serverprocess import HOST, command, free_port, running_server
-from testsettings import API_KEY
+from testsettings import ADMIN_KEY, API_KEY
 
 pytestmark = pytest.mark.slow
-AUTH = {"x-api-key": API_KEY}
-KEYED = {"LATENT_BRIDGE_API_KEY": API_KEY}
+AUTH = {"x-api-key": ADMIN_KEY}  # opens the read routes too
+KEYED = {"LATENT_BRIDGE_API_KEY": API_KEY, "LATENT_BRIDGE_ADMIN_KEY": ADMIN_KEY}
 BODY = json.dumps({"from": "a", "to": "b", "vector": [0.25] * DIM}).encode()
 
 
@@ -92,7 +92,8 @@ def test_reload_and_sighup_under_load_lose_nothing(bundle_one: Path, bundle_two:
                     failures.append(repr(exc))
                 count += 1
 
-    with running_server(current, env=KEYED) as server:
+    models = {"LATENT_BRIDGE_MODELS_DIR": str(bundle_two.parent)}  # reload names bundles there
+    with running_server(current, env=KEYED | models) as server:
         threads = [threading.Thread(target=load, args=(server.base,)) for _ in range(4)]
         for t in threads:
             t.start()

@@ -7,7 +7,7 @@ import json
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.openapi import KEYED_SNAPSHOT, SNAPSHOT, render
-from testsettings import API_KEY, settings_for
+from testsettings import ADMIN_KEY, API_KEY, settings_for
 
 REGENERATE = "regenerate with `python -m latent_bridge.service.openapi` and review the diff"
 
@@ -21,10 +21,10 @@ def served_document(chain_bundle: object, **settings: object) -> dict:  # type: 
 
 
 def test_openapi_matches_the_committed_snapshots(chain_bundle: object) -> None:
-    """Both documents: without a key, and with one (security schemes, 401/403, admin routes), at the
-    default limits the snapshots are rendered with."""
-    for snapshot, key in ((SNAPSHOT, None), (KEYED_SNAPSHOT, API_KEY)):
-        document = served_document(chain_bundle, api_key=key, max_k=100)
+    """Both documents: without keys, and with the API and admin keys (security schemes, 401/403, admin
+    routes), at the default limits the snapshots are rendered with."""
+    for snapshot, keys in ((SNAPSHOT, (None, None)), (KEYED_SNAPSHOT, (API_KEY, ADMIN_KEY))):
+        document = served_document(chain_bundle, api_key=keys[0], admin_key=keys[1], max_k=100)
         assert snapshot.is_file(), f"{snapshot} is missing; {REGENERATE}"
         assert render(document) == snapshot.read_text(), f"the API changed; {REGENERATE}"
     keyed = KEYED_SNAPSHOT.read_text()

@@ -7,6 +7,8 @@ from pathlib import Path
 from latent_bridge.service.settings import Settings
 
 API_KEY = "reliability-test-key-0123456789"
+ADMIN_KEY = "reliability-admin-key-9876543210"
+KEYS = {"api_key": API_KEY, "admin_key": ADMIN_KEY}
 MAX_BATCH = 32
 MAX_K = 20
 LIMITS: dict[str, object] = {
@@ -19,5 +21,5 @@ LIMITS: dict[str, object] = {
 
 
 def settings_for(bundle: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {"bundle": bundle, "api_key": None, **LIMITS}
+    values: dict[str, object] = {"bundle": bundle, "api_key": None, "admin_key": None, **LIMITS}
     return Settings(**(values | overrides))  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ def test_add_audio_to_a_bundle_without_it_and_reload(tmp_path: Path) -> None:
     routed = next(r for r in report["routes"] if r["route"] == ["audio", "text", "image"])  # type: ignore[attr-defined]
     assert routed["r10"] > 3 * 10 / routed["n_gallery"]  # chance R@10 is 10 / gallery size
 
-    with TestClient(create_app(Settings(bundle=parent, api_key=KEY))) as client:
+    with TestClient(create_app(Settings(bundle=parent, admin_key=KEY))) as client:  # the admin key reads too
         auth = {"X-API-Key": KEY}
         assert client.get("/route", params={"from": "audio", "to": "image"}, headers=auth).status_code == 404
         reloaded = client.post("/admin/reload", json={"bundle": str(child)}, headers=auth)
