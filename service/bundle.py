@@ -23,7 +23,7 @@ from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
 from latent_bridge.service.media import Media, open_media
 from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
-from latent_bridge.service.settings import FidelityCriterion, Settings
+from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion, Settings
 from latent_bridge.service.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class LoadLimits:
 
     manifest_bytes: int = MAX_MANIFEST_BYTES
     translator_bytes: int = 256 << 20
-    encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
+    encoder_threads: int = 1  # not a limit, but read from the settings at the same two places
     warm_up_seconds: float = 10.0
 
 
@@ -184,7 +184,7 @@ def _open_galleries(bundle_dir: Path, manifest: Manifest) -> dict[str, Gallery]:
 
 def load_bundle(
     bundle_dir: Path,
-    criterion: FidelityCriterion = "cycle_cosine",
+    criterion: FidelityCriterion = DEFAULT_FIDELITY,
     ort_threads: int = 1,
     faiss_threads: int = 1,
     limits: LoadLimits | None = None,
