@@ -63,8 +63,15 @@ class ModalitySpec(_Strict):
     description: str = ""
 
 
+MetricSource = Literal["test", "cross_validation"]
+
+
 class EdgeMetrics(_Strict):
-    """Held-out quality of one directed edge, measured on test samples the edge never saw."""
+    """Held-out quality of one directed edge, on samples the scored translator never saw.
+
+    ``source`` says which: ``test`` (a hold-out kept from every fit) or ``cross_validation`` (the mean
+    over folds of translators fitted without the fold; the shipped one then refit on every pair).
+    """
 
     cosine: float = Field(description="Mean cosine between the translated vector and its true partner.")
     cycle_cosine: float = Field(
@@ -75,8 +82,19 @@ class EdgeMetrics(_Strict):
     r10: float
     mrr: float
     median_rank: float
-    n_train: int = Field(ge=0, description="Training samples (pairing keys).")
-    n_test: int = Field(ge=0, description="Held-out samples (pairing keys).")
+    n_train: int = Field(ge=0, description="Samples (pairing keys) the scored translator was fitted on.")
+    n_test: int = Field(ge=0, description="Held-out samples (pairing keys) it was scored on.")
+    source: MetricSource = Field(default="test", description="Where the metrics come from: test or cross_validation.")
+
+
+class FinalFit(_Strict):
+    """How the shipped translator was fitted, after selection: on every usable pair."""
+
+    n_pairs: int = Field(ge=0, description="Row pairs the final fit used.")
+    n_samples: int = Field(ge=0, description="Samples (pairing keys) behind those pairs.")
+    hyperparameters: dict[str, float | int | str] = Field(
+        default_factory=dict, description="What cross-validation chose (e.g. ridge alpha, MLP epochs)."
+    )
 
 
 class EdgeSpec(_Strict):
@@ -89,6 +107,7 @@ class EdgeSpec(_Strict):
     candidates: dict[str, EdgeMetrics] = Field(
         default_factory=dict, description="Held-out metrics of every kind tried for this edge (the runner-ups)."
     )
+    fit: FinalFit | None = Field(default=None, description="The final fit; absent in bundles made before it.")
 
     @property
     def key(self) -> str:

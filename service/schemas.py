@@ -104,7 +104,7 @@ class GraphEdge(BaseModel):
 
 class GraphResponse(BaseModel):
     bundle: str
-    criterion: str = Field(description="The edge metric used as fidelity: cycle_cosine, cosine or r1.")
+    criterion: str = Field(description="The edge metric used as fidelity: mrr (default), r1, cycle_cosine or cosine.")
     nodes: list[ModalityInfo]
     edges: list[GraphEdge]
     components: list[list[str]] = Field(description="Groups of modalities connected by edges.")
@@ -131,7 +131,7 @@ class RouteResponse(BaseModel):
                 {
                     "from": "audio",
                     "to": "image",
-                    "criterion": "cycle_cosine",
+                    "criterion": "mrr",
                     "best": {
                         "path": ["audio", "text", "image"],
                         "fidelity": 0.86,
