@@ -265,6 +265,10 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains edges (unset ones keep TrainConfig's defaults)."""
     parser.add_argument("--kind", default=None, help="auto (default), identity, centroid, procrustes, ridge, cca, mlp")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--holdout", type=float, default=None,
+                        help="fraction of samples kept out of every fit as a test split (default 0: the shipped "
+                             "translators are refit on every pair; metrics are then cross-validated)")
+    parser.add_argument("--folds", type=int, default=None, help="cross-validation folds by sample (default 5)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--hidden", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=None)

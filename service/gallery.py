@@ -28,6 +28,7 @@ from latent_bridge.service.errors import (
     UnknownItem,
     UnknownPayloadColumn,
     WritesUnavailable,
+    echo,
 )
 from latent_bridge.service.gallery_backend import GalleryBackend, Hit, Matrix, SearchOptions, WriteResult
 from latent_bridge.service.gallery_table import GalleryTable, Where, jsonable, open_table
@@ -270,7 +271,7 @@ class Gallery:
     def _unknown(self, item: str) -> UnknownItem:
         examples = ", ".join(self.table.first_ids(3) or self.delta.ids[:3])
         return UnknownItem(
-            f"no item {item!r} in the {self.modality!r} gallery (ids look like: {examples})", modality=self.modality
+            f"no item {echo(item)} in the {self.modality!r} gallery (ids look like: {examples})", modality=self.modality
         )
 
     def get(self, item: str) -> tuple[Hit, Matrix]:

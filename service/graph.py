@@ -1,8 +1,10 @@
 """The modality graph: modalities are nodes, translators are directed edges, routes minimise information loss.
 
-An edge's cost is ``-log(fidelity)`` with fidelity one of its held-out metrics (by default the seeds'
-reconstruction cosine), so the cheapest path is the one whose product of fidelities is largest. A tiny
-per-hop cost breaks ties in favour of fewer hops (two perfect hops are not better than one).
+An edge's cost is ``-log(fidelity)`` with fidelity one of its held-out metrics, so the cheapest path is
+the one whose product of fidelities is largest. A tiny per-hop cost breaks ties in favour of fewer hops
+(two perfect hops are not better than one). The default fidelity is held-out MRR, which tracks
+retrieval; the seeds' reconstruction cosine stays selectable, but alone it cannot see the loss of an
+invertible map (a Procrustes edge has cycle cosine 1 whatever its error).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from itertools import islice
 import networkx as nx
 from latent_bridge.service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
 from latent_bridge.service.manifest import EdgeKind, EdgeSpec, Manifest
-from latent_bridge.service.settings import FidelityCriterion
+from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion
 
 MIN_FIDELITY = 1e-6
 HOP_COST = 1e-9
@@ -63,7 +65,7 @@ def edge_cost(fidelity: float) -> float:
 class ModalityGraph:
     """Routing over a bundle's edges; built once per bundle, read-only afterwards."""
 
-    def __init__(self, manifest: Manifest, criterion: FidelityCriterion = "cycle_cosine") -> None:
+    def __init__(self, manifest: Manifest, criterion: FidelityCriterion = DEFAULT_FIDELITY) -> None:
         self.criterion = criterion
         self.graph = nx.DiGraph()
         for m in manifest.modalities:

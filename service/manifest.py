@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -70,8 +71,15 @@ class ModalitySpec(_Strict):
     description: str = ""
 
 
+MetricSource = Literal["test", "cross_validation"]
+
+
 class EdgeMetrics(_Strict):
-    """Held-out quality of one directed edge, measured on test samples the edge never saw."""
+    """Held-out quality of one directed edge, on samples the scored translator never saw.
+
+    ``source`` says which: ``test`` (a hold-out kept from every fit) or ``cross_validation`` (the mean
+    over folds of translators fitted without the fold; the shipped one then refit on every pair).
+    """
 
     cosine: float = Field(description="Mean cosine between the translated vector and its true partner.")
     cycle_cosine: float = Field(
@@ -82,8 +90,19 @@ class EdgeMetrics(_Strict):
     r10: float
     mrr: float
     median_rank: float
-    n_train: int = Field(ge=0, description="Training samples (pairing keys).")
-    n_test: int = Field(ge=0, description="Held-out samples (pairing keys).")
+    n_train: int = Field(ge=0, description="Samples (pairing keys) the scored translator was fitted on.")
+    n_test: int = Field(ge=0, description="Held-out samples (pairing keys) it was scored on.")
+    source: MetricSource = Field(default="test", description="Where the metrics come from: test or cross_validation.")
+
+
+class FinalFit(_Strict):
+    """How the shipped translator was fitted, after selection: on every usable pair."""
+
+    n_pairs: int = Field(ge=0, description="Row pairs the final fit used.")
+    n_samples: int = Field(ge=0, description="Samples (pairing keys) behind those pairs.")
+    hyperparameters: dict[str, float | int | str] = Field(
+        default_factory=dict, description="What cross-validation chose (e.g. ridge alpha, MLP epochs)."
+    )
 
 
 class EdgeSpec(_Strict):
@@ -96,6 +115,7 @@ class EdgeSpec(_Strict):
     candidates: dict[str, EdgeMetrics] = Field(
         default_factory=dict, description="Held-out metrics of every kind tried for this edge (the runner-ups)."
     )
+    fit: FinalFit | None = Field(default=None, description="The final fit; absent in bundles made before it.")
 
     @property
     def key(self) -> str:
@@ -304,15 +324,17 @@ class Manifest(_Strict):
     def modality(self, name: str) -> ModalitySpec:
         return next(m for m in self.modalities if m.name == name)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Short identity of this bundle's content: a hash over its files' hashes."""
+        """Short identity of this bundle's content: a hash over its files' hashes and the manifest itself
+        (which holds the metrics routing reads: a metrics-only change is another bundle)."""
         parts = sorted(
             [e.sha256 for e in self.edges]
             + [g.index_sha256 for g in self.galleries]
             + [f.sha256 for enc in self.encoders for f in enc.files]
         )
-        return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+        manifest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return hashlib.sha256(("".join(parts) + manifest).encode()).hexdigest()[:16]
 
 
 def read_manifest(bundle_dir: Path, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from latent_bridge.service import examples
 from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 Encoding = Literal["float", "base64"]
 MAX_PATH = 64  # entries of a pinned path; the bundle's own bound (one per modality) is checked by the graph
@@ -129,7 +129,7 @@ class GraphEdge(BaseModel):
 
 class GraphResponse(BaseModel):
     bundle: str
-    criterion: str = Field(description="The edge metric used as fidelity: cycle_cosine, cosine or r1.")
+    criterion: str = Field(description="The edge metric used as fidelity: mrr (default), r1, cycle_cosine or cosine.")
     nodes: list[ModalityInfo]
     edges: list[GraphEdge]
     components: list[list[str]] = Field(description="Groups of modalities connected by edges.")
@@ -156,7 +156,7 @@ class RouteResponse(BaseModel):
                 {
                     "from": "audio",
                     "to": "image",
-                    "criterion": "cycle_cosine",
+                    "criterion": "mrr",
                     "best": {
                         "path": ["audio", "text", "image"],
                         "fidelity": 0.86,
@@ -195,8 +195,8 @@ class TranslateRequest(RawInput, _Request):
 
     source: str = Field(alias="from", description="Modality of the input vectors.")
     target: str = Field(alias="to", description="Modality to translate into.")
-    vectors: list[list[float]] | str | None = Field(default=None, description=VECTORS_DOC)
-    vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
+    vectors: list[list[StrictFloat]] | str | None = Field(default=None, description=VECTORS_DOC)
+    vector: list[StrictFloat] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = Field(default="float", description="How vectors are sent and returned.")
     path: list[str] | None = Field(
         default=None,
@@ -260,8 +260,8 @@ class RetrieveRequest(RawInput, _Request):
 
     source: str = Field(alias="from", description="Modality of the query vectors.")
     target: str = Field(alias="to", description="Modality whose gallery is searched.")
-    vectors: list[list[float]] | str | None = Field(default=None, description=VECTORS_DOC)
-    vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
+    vectors: list[list[StrictFloat]] | str | None = Field(default=None, description=VECTORS_DOC)
+    vector: list[StrictFloat] | str | None = Field(default=None, description=VECTOR_DOC)
     ids: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -407,13 +407,15 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    """With ``LATENT_BRIDGE_READYZ_DETAILS=false`` only ``status``: the probe is open without a key."""
+
     status: Literal["ready"] = "ready"
-    bundle: str
-    fingerprint: str
-    modalities: int
-    edges: int
-    galleries: int
-    load_seconds: float
+    bundle: str | None = None
+    fingerprint: str | None = None
+    modalities: int | None = None
+    edges: int | None = None
+    galleries: int | None = None
+    load_seconds: float | None = None
 
 
 class ReloadRequest(_Request):

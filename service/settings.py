@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-FidelityCriterion = Literal["cycle_cosine", "cosine", "r1"]
+FidelityCriterion = Literal["r1", "mrr", "cycle_cosine", "cosine"]
+DEFAULT_FIDELITY: FidelityCriterion = "mrr"
 MIN_API_KEY_LENGTH = 16
 MiB = 1 << 20
 
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=60.0, gt=0, le=3600, description="Longest audio file accepted.")
     max_text_chars: int = Field(default=10_000, ge=1, description="Longest raw text accepted, in characters.")
     encoder_threads: int = Field(
-        default=2, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
+        default=1, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
     )
     max_manifest_bytes: int = Field(
         default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
@@ -113,9 +114,9 @@ class Settings(BaseSettings):
         "the event loop; costlier ones run in the thread pool.",
     )
     fidelity: FidelityCriterion = Field(
-        default="cycle_cosine",
-        description="Edge metric used as routing fidelity: the seeds' reconstruction cosine, "
-        "direct cosine or R@1.",
+        default=DEFAULT_FIDELITY,
+        description="Edge metric used as routing fidelity: held-out MRR (default, tracks retrieval), R@1, "
+        "the seeds' reconstruction cosine (blind to an invertible map's error), or direct cosine.",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -131,6 +132,10 @@ class Settings(BaseSettings):
         default=None,
         description="The folder POST /admin/reload may name bundles in (default: the folder holding "
         "LATENT_BRIDGE_BUNDLE); a bundle outside it is refused.",
+    )
+    readyz_details: bool = Field(
+        default=True,
+        description="Whether /readyz, open without a key, names the bundle, its fingerprint and counts.",
     )
     cors_origins: list[str] = Field(
         default_factory=list,

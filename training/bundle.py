@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.manifest import (
     INDEX_DIR,
     SCHEMA_VERSION,
     TRANSLATORS_DIR,
     EdgeMetrics,
     EdgeSpec,
+    FinalFit,
     GallerySpec,
     IndexType,
     Lineage,
@@ -54,6 +56,7 @@ class EdgeArtifact:
     onnx_bytes: bytes
     metrics: EdgeMetrics
     candidates: dict[str, EdgeMetrics]
+    fit: FinalFit | None = None
 
     @property
     def key(self) -> str:
@@ -117,6 +120,7 @@ def edge_spec(staging: Path, artifact: EdgeArtifact) -> EdgeSpec:
         sha256=digest,
         metrics=artifact.metrics,
         candidates=artifact.candidates,
+        fit=artifact.fit,
     )
 
 
@@ -177,4 +181,5 @@ def write_bundle(
             ),
         )
         write_manifest(manifest, staging)
+        load_bundle(staging)  # the service's own loader checks the contract before the bundle is renamed into place
     return manifest

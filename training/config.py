@@ -15,12 +15,14 @@ KIND_CHOICES = ("auto", *EDGE_KINDS)
 class TrainConfig:
     data: Path
     out: Path
-    kind: str = "auto"  # one of KIND_CHOICES; auto keeps, per edge, the best on validation R@1
+    kind: str = "auto"  # one of KIND_CHOICES; auto keeps, per directed edge, the best cross-validated R@1
     edges: list[tuple[str, str]] | None = None  # directed; None = every pair sharing enough samples
     seed: int = 0
     min_shared: int = 32
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    holdout: float = 0.0  # fraction of samples kept out of every fit as a test split (0: fit every pair)
+    folds: int = 5  # cross-validation folds by sample ...
+    single_split_from: int = 20_000  # ... or, from this many usable samples, one split ...
+    val_fraction: float = 0.2  # ... scoring this fraction
     # linear kinds
     ridge_alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
     cca_dim: int = 128
@@ -28,10 +30,10 @@ class TrainConfig:
     hidden: int = 512
     dropout: float = 0.2
     epochs: int = 150
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 20
+    patience: int = 8  # epochs without a better mean cross-validated score before the MLP stops
     cosine_weight: float = 1.0  # cosine to the true partner
     recon_weight: float = 0.5  # the seeds' reconstruction loss 1 - cos(x, f_BA(f_AB(x)))
     infonce_weight: float = 1.0
@@ -46,8 +48,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KIND_CHOICES:
             raise ValueError(f"unknown kind {self.kind!r}; choose from {', '.join(KIND_CHOICES)}")
-        if not 0 < self.val_fraction + self.test_fraction < 1:
-            raise ValueError("val_fraction + test_fraction must be between 0 and 1")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
 
     def as_record(self) -> dict[str, object]:
         """JSON-able copy for the manifest."""

@@ -2,7 +2,9 @@
 
 Retrieval ranks the gallery (every held-out row of the target modality) by cosine after subtracting the
 gallery's mean, which is exactly how the service's FAISS galleries score. A query's rank is that of its
-best-placed true partner (rows sharing its `sample`).
+best-placed true partner (rows sharing its `sample`). Ties and non-finite scores count against the model:
+a row that scores as well as the partner ranks above it, and a query with a non-finite score ranks last,
+so a constant or NaN map scores R@1 = 0, never 1.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from latent_bridge.service.manifest import EdgeMetrics
+from latent_bridge.service.manifest import EdgeMetrics, MetricSource
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import paired_rows
 
 Translate = Callable[[np.ndarray], np.ndarray]
+FOLD_MEANS = ("cosine", "cycle_cosine", "r1", "r5", "r10", "mrr", "median_rank")
 
 
 def centred_unit(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
@@ -29,15 +32,23 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ranks(queries: np.ndarray, q_samples: np.ndarray, gallery: np.ndarray, g_samples: np.ndarray) -> np.ndarray:
-    """1-based rank of the first true partner of each query in the centred-cosine gallery ordering."""
+    """1-based rank of the first true partner of each query in the centred-cosine gallery ordering.
+
+    Every other row scoring at least the partner's score ranks above it (ties count against the model);
+    a query whose scores are not all finite, or whose translation is zero after centring, ranks last.
+    """
     g = centred_unit(gallery)
-    q = centred_unit(queries, gallery.mean(axis=0))
-    scores = q @ g.T
+    centred = queries - gallery.mean(axis=0)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scores = (centred / norms) @ g.T
     relevant = q_samples[:, None] == g_samples[None, :]
     if not relevant.any(axis=1).all():
         raise ValueError("every query needs at least one partner in the gallery")
     best = np.where(relevant, scores, -np.inf).max(axis=1)
-    return 1 + (scores > best[:, None]).sum(axis=1)
+    above = ((scores >= best[:, None]) & ~relevant).sum(axis=1)
+    broken = ~np.isfinite(scores).all(axis=1) | (norms[:, 0] <= 1e-12 * max(1.0, float(np.abs(gallery).max())))
+    return np.where(broken, len(gallery), 1 + above)
 
 
 def retrieval_summary(r: np.ndarray) -> dict[str, float]:
@@ -48,6 +59,22 @@ def retrieval_summary(r: np.ndarray) -> dict[str, float]:
         "mrr": float((1.0 / r).mean()),
         "median_rank": float(np.median(r)),
     }
+
+
+def _finite_or_worst(cos: np.ndarray) -> np.ndarray:
+    """A non-finite cosine counts as the worst one, -1."""
+    return np.where(np.isfinite(cos), cos, -1.0)
+
+
+def mean_metrics(folds: list[EdgeMetrics], source: MetricSource = "cross_validation") -> EdgeMetrics:
+    """Cross-validated metrics: the mean over folds; n_test counts every scored sample once."""
+    means = {k: float(np.mean([getattr(m, k) for m in folds])) for k in FOLD_MEANS}
+    return EdgeMetrics(
+        **means,
+        n_train=round(float(np.mean([m.n_train for m in folds]))),
+        n_test=sum(m.n_test for m in folds),
+        source=source,
+    )
 
 
 def recall_curve(r: np.ndarray, ks: list[int]) -> list[float]:
@@ -64,6 +91,7 @@ def edge_metrics(
     source_mean: np.ndarray,
     paired: tuple[np.ndarray, np.ndarray],
     n_train: int,
+    source: MetricSource = "test",
 ) -> EdgeMetrics:
     """All manifest metrics of an edge A→B on held-out rows.
 
@@ -72,14 +100,16 @@ def edge_metrics(
     and its true B partner, row by row, for the direct cosine.
     """
     g_mean = gallery.mean(axis=0)
-    cos = row_cosine(paired[0] - g_mean, paired[1] - g_mean)
-    cyc = row_cosine(cycle - source_mean, sources - source_mean)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cos = _finite_or_worst(row_cosine(paired[0] - g_mean, paired[1] - g_mean))
+        cyc = _finite_or_worst(row_cosine(cycle - source_mean, sources - source_mean))
     r = ranks(queries, q_samples, gallery, g_samples)
     return EdgeMetrics(
         cosine=float(cos.mean()),
         cycle_cosine=float(cyc.mean()),
         n_train=n_train,
         n_test=len(set(g_samples.tolist())),
+        source=source,
         **retrieval_summary(r),
     )
 
@@ -93,6 +123,7 @@ def evaluate_translation(
     source_mean: np.ndarray,
     n_train: int,
     part: str = "test",
+    source: MetricSource = "test",
 ) -> EdgeMetrics:
     """Metrics of f: A→B on the rows of ``samples`` (g: B→A closes the cycle); the B gallery is those rows."""
     samples = samples & shared_samples(a, b)
@@ -112,4 +143,5 @@ def evaluate_translation(
         source_mean=source_mean,
         paired=(f(a.embeddings[ia]), b.embeddings[ib]),
         n_train=n_train,
+        source=source,
     )

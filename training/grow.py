@@ -4,7 +4,8 @@ The seeds' third claim (§3.2.2, §3.3): a new modality joins as soon as it pair
 in the graph, and from then on reaches every other modality through it. The parent bundle is never
 touched; the new bundle carries its ONNX files and galleries byte for byte and trains only the new pairs,
 with the same kinds, losses (the InfoNCE term is the seeds' contrastive link), evaluation and export.
-The split is the parent's (same seed, hash of the sample key), so new edges hold out the same samples.
+The split is the parent's (same seed and hold-out fraction, hash of the sample key), so new edges hold out
+the same test samples.
 """
 
 from __future__ import annotations
@@ -44,11 +45,17 @@ def _grow(parent_dir: Path, data_dir: Path, pairs: list[tuple[str, str]], cfg: T
     data = load_dataset(data_dir, names)
     _check_dims(parent.manifest, data)
     _check_shared(data, pairs, cfg.min_shared)
-    cfg = dataclasses.replace(cfg, edges=pairs)
+    # the parent's hold-out, so grown edges keep out the same test samples
+    cfg = dataclasses.replace(cfg, edges=pairs, holdout=parent_holdout(parent.manifest))
     torch.set_num_threads(cfg.threads)
     artifacts = train_pairs(data, cfg)
     record = cfg.as_record() | {"grown_from": parent.manifest.name}
     return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type, parent)
+
+
+def parent_holdout(manifest: Manifest) -> float:
+    holdout = manifest.training.get("holdout", 0.0)
+    return float(holdout) if isinstance(holdout, int | float) else 0.0
 
 
 def parent_seed(bundle: Path) -> int:

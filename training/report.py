@@ -24,7 +24,7 @@ from latent_bridge.service.bundle import Bundle, load_bundle  # noqa: E402
 from latent_bridge.service.manifest import Manifest  # noqa: E402
 from latent_bridge.service.translate import run_route  # noqa: E402
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
-from latent_bridge.training.datasets.splits import Split, split_samples  # noqa: E402
+from latent_bridge.training.datasets.splits import Split, bundle_split  # noqa: E402
 from latent_bridge.training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
 
 KS = [1, 2, 3, 5, 10, 20, 50]
@@ -146,8 +146,10 @@ def evaluate_bundle(bundle: Path, data_dir: Path, report_dir: Path, seed: int | 
     data = load_dataset(data_dir, [m.name for m in manifest.modalities])
     seed = int(cfg.get("seed", 0)) if seed is None else seed  # type: ignore[call-overload]
     all_samples = set().union(*(set(d.samples.tolist()) for d in data.values()))
-    split = split_samples(all_samples, seed, float(cfg.get("val_fraction", 0.1)),  # type: ignore[arg-type]
-                          float(cfg.get("test_fraction", 0.2)))  # type: ignore[arg-type]
+    split = bundle_split(cfg, all_samples, seed)
+    if not split.test:
+        raise ValueError(f"bundle {manifest.name} was fit on every pair of {data_dir} (no --holdout); "
+                         "evaluate it on other data or train with --holdout FRACTION")
     results = [score_route(r, data, split, served) for r in candidate_routes(manifest)]
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_recall(results, report_dir / "recall_at_k.png")

@@ -1,24 +1,21 @@
-"""Train the translators of a bundle: for each modality pair, every candidate kind, chosen on validation.
+"""Train the translators of a bundle: plan the pairs, select by cross-validation, refit, export.
 
-For a pair A↔B the linear kinds are fitted per direction in closed form; the MLP trains both directions
-together (cosine to the partner, the seeds' reconstruction loss, optional InfoNCE) as a residual on the
-best linear map. ``auto`` keeps, per directed edge, the kind with the best validation R@1, so an MLP
-that does not beat its linear start is dropped. Reported metrics are on the test split.
+The stages live in their own files and read top to bottom: ``selection`` (cross-validation over samples,
+the same folds for every edge), ``fitting`` (the chosen kind refit on every usable pair), ``export``
+(ONNX with a parity check). Metrics in the manifest come from a ``--holdout`` test split when there is
+one, else from cross-validation, and say which.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from latent_bridge.service.manifest import EDGE_KINDS, EdgeMetrics, Manifest
+from latent_bridge.service.manifest import EdgeMetrics, Manifest
 from latent_bridge.training.bundle import EdgeArtifact, write_bundle
+from latent_bridge.training.candidates import Pair, Samples
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import (
     ModalityData,
@@ -27,247 +24,17 @@ from latent_bridge.training.datasets.reader import (
     shared_samples,
     trainable_pairs,
 )
-from latent_bridge.training.datasets.splits import Split, paired_rows, split_samples
+from latent_bridge.training.datasets.splits import Fold, cv_folds, holdout_split
 from latent_bridge.training.evaluate import evaluate_translation
 from latent_bridge.training.export import to_onnx
-from latent_bridge.training.translators import (
-    AffineTranslator,
-    MLPTranslator,
-    SpaceStats,
-    affine_from_standardised,
-    fit_linear,
-    translate,
-)
+from latent_bridge.training.fitting import Final, refit
+from latent_bridge.training.selection import Selection, select
+from latent_bridge.training.translators import translate
+from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
-LINEAR_BASES = ("procrustes", "ridge", "cca")
-
-
-@dataclass
-class Side:
-    """One modality as seen by a pair: its data and its training-split statistics."""
-
-    data: ModalityData
-    stats: SpaceStats
-
-
-@dataclass
-class Pair:
-    a: Side
-    b: Side
-    split: Split
-
-    def rows(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        samples = getattr(self.split, part)
-        return paired_rows(self.a.data, self.b.data, samples)
-
-
-@dataclass
-class Candidate:
-    """A kind's two directed translators and their validation/test metrics."""
-
-    kind: str
-    forward: nn.Module
-    backward: nn.Module
-    val: tuple[EdgeMetrics, EdgeMetrics] | None = None
-    test: tuple[EdgeMetrics, EdgeMetrics] | None = None
-
-
-def _reverse(pair: Pair) -> Pair:
-    return Pair(a=pair.b, b=pair.a, split=pair.split)
-
-
-def evaluate_direction(pair: Pair, f: nn.Module, g: nn.Module, part: str) -> EdgeMetrics:
-    """Metrics of f: A→B (with g: B→A for the cycle) on the rows of split ``part``."""
-    return evaluate_translation(
-        pair.a.data,
-        pair.b.data,
-        set(getattr(pair.split, part)),
-        lambda x: translate(f, x),
-        lambda y: translate(g, y),
-        source_mean=pair.a.stats.mean,
-        n_train=len(set(pair.split.train) & shared_samples(pair.a.data, pair.b.data)),
-        part=part,
-    )
-
-
-def _score(m: EdgeMetrics) -> tuple[float, float]:
-    return (m.r1, m.mrr)
-
-
-def linear_candidate(pair: Pair, kind: str, cfg: TrainConfig) -> Candidate | None:
-    """Fit ``kind`` both ways; None where the kind does not apply (dims differ for identity/centroid)."""
-    if kind in ("identity", "centroid") and pair.a.data.dim != pair.b.data.dim:
-        return None
-    if kind == "identity":
-        eye = np.eye(pair.a.data.dim, dtype=np.float32)
-        zero = np.zeros(pair.a.data.dim, dtype=np.float32)
-        return Candidate(kind, AffineTranslator(eye, zero), AffineTranslator(eye, zero))
-    ia, ib = pair.rows("train")
-    xs = pair.a.stats.standardise(pair.a.data.embeddings[ia])
-    ys = pair.b.stats.standardise(pair.b.data.embeddings[ib])
-    if kind != "ridge":
-        f = fit_linear(kind, xs, ys, cca_dim=cfg.cca_dim)
-        g = fit_linear(kind, ys, xs, cca_dim=cfg.cca_dim)
-        return Candidate(
-            kind,
-            affine_from_standardised(f, pair.a.stats, pair.b.stats),
-            affine_from_standardised(g, pair.b.stats, pair.a.stats),
-        )
-    return _ridge_candidate(pair, xs, ys, cfg)
-
-
-def _ridge_candidate(pair: Pair, xs: np.ndarray, ys: np.ndarray, cfg: TrainConfig) -> Candidate:
-    """Ridge per direction, with the regularisation chosen on validation R@1."""
-    best: dict[str, tuple[tuple[float, float], nn.Module]] = {}
-    for alpha in cfg.ridge_alphas:
-        f = affine_from_standardised(fit_linear("ridge", xs, ys, alpha), pair.a.stats, pair.b.stats)
-        g = affine_from_standardised(fit_linear("ridge", ys, xs, alpha), pair.b.stats, pair.a.stats)
-        for name, fwd, bwd, p in (("f", f, g, pair), ("g", g, f, _reverse(pair))):
-            score = _score(evaluate_direction(p, fwd, bwd, "val"))
-            if name not in best or score > best[name][0]:
-                best[name] = (score, fwd)
-    return Candidate("ridge", best["f"][1], best["g"][1])
-
-
-def _infonce(pred: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, tau: float) -> torch.Tensor:
-    """InfoNCE over the batch; other rows of the same sample are not counted as negatives."""
-    logits = F.normalize(pred, dim=1) @ F.normalize(target, dim=1).T / tau
-    same = codes[:, None] == codes[None, :]
-    eye = torch.eye(len(codes), dtype=torch.bool)
-    logits = logits.masked_fill(same & ~eye, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(codes)))
-
-
-def _cos_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (1 - F.cosine_similarity(a, b, dim=1)).mean()
-
-
-def mlp_candidate(pair: Pair, base: Candidate, cfg: TrainConfig, position: int = 0) -> Candidate:
-    """Train A→B and B→A together, starting from ``base``'s linear maps; keep the best validation state."""
-    torch.manual_seed(cfg.seed)
-    f = MLPTranslator(_standardised_map(base.forward, pair.a.stats, pair.b.stats), pair.a.stats, pair.b.stats,
-                      cfg.hidden, cfg.dropout)
-    g = MLPTranslator(_standardised_map(base.backward, pair.b.stats, pair.a.stats), pair.b.stats, pair.a.stats,
-                      cfg.hidden, cfg.dropout)
-    ia, ib = pair.rows("train")
-    xa = torch.from_numpy(pair.a.stats.standardise(pair.a.data.embeddings[ia]))
-    yb = torch.from_numpy(pair.b.stats.standardise(pair.b.data.embeddings[ib]))
-    _, codes_np = np.unique(pair.a.data.samples[ia], return_inverse=True)
-    codes = torch.from_numpy(codes_np.astype(np.int64))
-    params = list(f.parameters()) + list(g.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    best_score, best_state, stale = _val_score(pair, f, g), (copy.deepcopy(f), copy.deepcopy(g)), 0
-    bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.a.data.name}↔{pair.b.data.name}", disable=not cfg.progress,
-               position=position, leave=False)
-    for _ in bar:
-        f.train()
-        g.train()
-        for idx in torch.randperm(len(xa), generator=gen).split(cfg.batch_size):
-            loss = _mlp_loss(f, g, xa[idx], yb[idx], codes[idx], cfg)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        score = _val_score(pair, f, g)
-        if score > best_score:
-            best_score, best_state, stale = score, (copy.deepcopy(f), copy.deepcopy(g)), 0
-        else:
-            stale += 1
-        bar.set_postfix(val_r1=f"{best_score[0]:.3f}")
-        if stale >= cfg.patience:
-            break
-    return Candidate("mlp", best_state[0].eval(), best_state[1].eval())
-
-
-def _mlp_loss(f: MLPTranslator, g: MLPTranslator, x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor,
-              cfg: TrainConfig) -> torch.Tensor:
-    fx, gy = f.standardised(x), g.standardised(y)
-    loss = cfg.cosine_weight * (_cos_loss(fx, y) + _cos_loss(gy, x))
-    if cfg.recon_weight:
-        loss = loss + cfg.recon_weight * (_cos_loss(g.standardised(fx), x) + _cos_loss(f.standardised(gy), y))
-    if cfg.infonce_weight:
-        loss = loss + cfg.infonce_weight * (
-            _infonce(fx, y, codes, cfg.temperature) + _infonce(gy, x, codes, cfg.temperature)
-        )
-    return loss
-
-
-def _val_score(pair: Pair, f: nn.Module, g: nn.Module) -> tuple[float, float]:
-    fwd = evaluate_direction(pair, f, g, "val")
-    bwd = evaluate_direction(_reverse(pair), g, f, "val")
-    return ((fwd.r1 + bwd.r1) / 2, (fwd.mrr + bwd.mrr) / 2)
-
-
-def _standardised_map(module: nn.Module, src: SpaceStats, dst: SpaceStats) -> np.ndarray:
-    """Recover m (standardised A → standardised B) from a folded affine translator."""
-    assert isinstance(module, AffineTranslator)
-    weight = module.linear.weight.detach().numpy().T.astype(np.float64)
-    return weight * (src.scale / dst.scale)
-
-
-def candidates_for(pair: Pair, cfg: TrainConfig, position: int = 0) -> list[Candidate]:
-    """Every kind ``cfg.kind`` asks for, evaluated on validation and test."""
-    linear_kinds = LINEAR_BASES if cfg.kind == "mlp" else (
-        ("identity", "centroid", *LINEAR_BASES) if cfg.kind == "auto" else (cfg.kind,)
-    )
-    found = [c for k in linear_kinds if (c := linear_candidate(pair, k, cfg)) is not None]
-    if not found:
-        raise ValueError(
-            f"kind {cfg.kind!r} does not apply to {pair.a.data.name} ({pair.a.data.dim}-d) and "
-            f"{pair.b.data.name} ({pair.b.data.dim}-d): dimensions differ"
-        )
-    for c in found:
-        _evaluate(pair, c, "val")
-    if cfg.kind in ("auto", "mlp"):
-        bases = [c for c in found if c.kind in LINEAR_BASES]
-        base = max(bases, key=lambda c: _pair_score(c))
-        mlp = mlp_candidate(pair, base, cfg, position)
-        _evaluate(pair, mlp, "val")
-        found = [mlp] if cfg.kind == "mlp" else [*found, mlp]
-    for c in found:
-        _evaluate(pair, c, "test")
-    return found
-
-
-def _evaluate(pair: Pair, c: Candidate, part: str) -> None:
-    metrics = (
-        evaluate_direction(pair, c.forward, c.backward, part),
-        evaluate_direction(_reverse(pair), c.backward, c.forward, part),
-    )
-    setattr(c, part, metrics)
-
-
-def _pair_score(c: Candidate) -> tuple[float, float]:
-    assert c.val is not None
-    return ((c.val[0].r1 + c.val[1].r1) / 2, (c.val[0].mrr + c.val[1].mrr) / 2)
-
-
-def _selection_key(c: Candidate, direction: int) -> tuple[float, int, float]:
-    """Validation R@1 first; on a tie the simpler kind wins (small validation sets tie often), then MRR."""
-    assert c.val is not None
-    return (c.val[direction].r1, -EDGE_KINDS.index(c.kind), c.val[direction].mrr)
-
-
-def choose(pair: Pair, found: list[Candidate]) -> list[EdgeArtifact]:
-    """Per direction, the candidate that wins on validation (see ``_selection_key``), exported to ONNX."""
-    artifacts = []
-    for direction, (src, dst) in enumerate(((pair.a, pair.b), (pair.b, pair.a))):
-        best = max(found, key=lambda c: _selection_key(c, direction))
-        module = best.forward if direction == 0 else best.backward
-        artifacts.append(
-            EdgeArtifact(
-                source=src.data.name,
-                target=dst.data.name,
-                kind=best.kind,
-                onnx_bytes=to_onnx(module, src.data.dim),
-                metrics=best.test[direction],  # type: ignore[index]
-                candidates={c.kind: c.test[direction] for c in found},  # type: ignore[index]
-            )
-        )
-    return artifacts
 
 
 def plan_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[tuple[str, str]]:
@@ -288,24 +55,52 @@ def plan_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[tuple[st
     return pairs
 
 
-def modality_stats(data: ModalityData, split: Split) -> SpaceStats:
-    rows = data.rows_of(set(split.train))
-    return SpaceStats.fit(data.embeddings[rows if len(rows) else slice(None)])
+def plan_folds(data: dict[str, ModalityData], cfg: TrainConfig) -> tuple[Samples, Samples, list[Fold]]:
+    """(usable, test, folds), one plan for every edge so routes are judged on samples no hop saw."""
+    all_samples = set().union(*(set(d.samples.tolist()) for d in data.values()))
+    usable, test = holdout_split(all_samples, cfg.seed, cfg.holdout)
+    k = cfg.folds if len(usable) < cfg.single_split_from else 1
+    return usable, test, cv_folds(usable, cfg.seed, k, cfg.val_fraction)
+
+
+def test_metrics(pair: Pair, module: nn.Module, back: nn.Module, final: Final, d: int, usable: Samples,
+                 test: Samples) -> EdgeMetrics | None:
+    """The shipped translator on the hold-out, or None where the pair shares no test sample."""
+    p = pair if d == 0 else pair.reverse()
+    if not p.shared(test):
+        return None
+    return evaluate_translation(
+        p.a, p.b, set(test), lambda x: translate(module, x), lambda y: translate(back, y),
+        source_mean=final.stats[d].mean, n_train=len(p.shared(usable)),
+    )
+
+
+def artifacts_for(pair: Pair, selection: Selection, final: Final, usable: Samples, test: Samples) -> list[EdgeArtifact]:
+    """Export both directions; metrics from the hold-out when it exists, else cross-validated."""
+    found = []
+    modules = (final.forward, final.backward)
+    for d, (src, dst) in enumerate(((pair.a, pair.b), (pair.b, pair.a))):
+        choice = selection.choices()[d]
+        metrics = test_metrics(pair, modules[d], modules[1 - d], final, d, usable, test) or choice.metrics
+        found.append(EdgeArtifact(
+            source=src.name, target=dst.name, kind=choice.kind, onnx_bytes=to_onnx(modules[d], src.dim),
+            metrics=metrics, candidates=choice.candidates, fit=final.fits[d],
+        ))
+    return found
 
 
 def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[EdgeArtifact]:
-    """Train and export every planned pair; the split is global so all edges hold out the same samples."""
-    all_samples = set().union(*(set(d.samples.tolist()) for d in data.values()))
-    split = split_samples(all_samples, cfg.seed, cfg.val_fraction, cfg.test_fraction)
-    sides = {name: Side(d, modality_stats(d, split)) for name, d in data.items()}
+    """Select, refit and export every planned pair."""
+    usable, test, folds = plan_folds(data, cfg)
     artifacts: list[EdgeArtifact] = []
-    pairs = plan_pairs(data, cfg)
-    for a, b in tqdm(pairs, desc="pairs", disable=not cfg.progress):
+    for a, b in tqdm(plan_pairs(data, cfg), desc="pairs", disable=not cfg.progress):
         started = time.perf_counter()
-        pair = Pair(sides[a], sides[b], split)
-        chosen = choose(pair, candidates_for(pair, cfg, position=1))
-        artifacts.extend(chosen)
-        log.info("%s↔%s: %s in %.1fs", a, b, [c.kind for c in chosen], time.perf_counter() - started)
+        pair = Pair(data[a], data[b], cfg.max_pairs_per_sample)
+        with threadpool_limits(cfg.threads):  # numpy's BLAS too: oversubscribed shared cores slow it tenfold
+            selection = select(pair, folds, cfg, position=1)
+            final = refit(pair, usable, selection, cfg)
+        artifacts.extend(artifacts_for(pair, selection, final, usable, test))
+        log.info("%s: %s in %.1fs", pair.name, [c.kind for c in selection.choices()], time.perf_counter() - started)
     return artifacts
 
 

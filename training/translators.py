@@ -67,7 +67,7 @@ def fit_linear(kind: str, xs: np.ndarray, ys: np.ndarray, ridge_alpha: float = 1
         xp = np.zeros((len(xs), d))
         yp = np.zeros((len(ys), d))
         xp[:, :da], yp[:, :db] = xs, ys
-        u, _, vt = np.linalg.svd(xp.T @ yp)
+        u, _, vt = np.linalg.svd(xp.T @ yp, full_matrices=False)
         return (u @ vt)[:da, :db]
     if kind == "ridge":
         gram = xs.T @ xs + ridge_alpha * len(xs) / da * np.eye(da)
@@ -90,7 +90,7 @@ def _cca_map(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> np.nd
     cxx += reg * np.trace(cxx) / len(cxx) * np.eye(len(cxx))
     cyy += reg * np.trace(cyy) / len(cyy) * np.eye(len(cyy))
     wx, wy = _inv_sqrt(cxx), _inv_sqrt(cyy)
-    u, rho, vt = np.linalg.svd(wx @ (xs.T @ ys / n) @ wy)
+    u, rho, vt = np.linalg.svd(wx @ (xs.T @ ys / n) @ wy, full_matrices=False)
     k = min(k, len(rho))
     a = wx @ u[:, :k]  # x → canonical
     b = wy @ vt[:k].T  # y → canonical

@@ -16,7 +16,6 @@ from latent_bridge.service.errors import InvalidWrite, WriteFailed, WritesUnavai
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.responses import problems
 from latent_bridge.service.routes.base import JSONBodyRoute
-from latent_bridge.service.routes.retrieve import gallery_of
 from latent_bridge.service.schemas import GalleryInfo, GallerySearchInfo, Item, ItemsDelete, ItemsUpsert, WriteResponse
 from latent_bridge.service.vectors import decode
 from starlette.concurrency import run_in_threadpool
@@ -55,7 +54,7 @@ def gallery_info(gallery: Gallery) -> GalleryInfo:
 )
 async def get_gallery(served: ServedDep, modality: ModalityPath) -> GalleryInfo:
     """Size in the bundle, items served now, index type, payload columns and the measured search tuning."""
-    return gallery_info(gallery_of(served.bundle, modality))
+    return gallery_info(served.bundle.gallery(modality))
 
 
 @reader.get(
@@ -67,7 +66,7 @@ async def get_item(
     item: Annotated[str, Path(description="The item's id.", examples=["img-1001"])],
 ) -> Item:
     """The item's payload and raw embedding, as stored in the bundle or written since."""
-    hit, vector = gallery_of(served.bundle, modality).get(item)
+    hit, vector = served.bundle.gallery(modality).get(item)
     return Item(id=hit.id, sample=hit.sample, payload=hit.payload, vector=vector[0].tolist())
 
 
@@ -77,7 +76,7 @@ def _writable(served: Served, modality: str) -> Gallery:
             f"this server runs {served.settings.workers} worker processes, each with its own copy of the "
             "gallery; gallery writes need --workers 1"
         )
-    return gallery_of(served.bundle, modality)
+    return served.bundle.gallery(modality)
 
 
 def upsert_items(served: Served, modality: str, body: ItemsUpsert) -> WriteResponse:

@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from latent_bridge.service import examples
-from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
-from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors, NoGallery
+from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.gallery_backend import SearchOptions
 from latent_bridge.service.graph import Route
@@ -33,17 +32,6 @@ from starlette.responses import Response
 router = APIRouter(tags=["retrieval"], route_class=RawInputRoute)
 # A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.
 INLINE_SEARCH_WORK = 4_000_000
-
-
-def gallery_of(bundle: Bundle, modality: str) -> Gallery:
-    bundle.graph.require(modality)
-    gallery = bundle.galleries.get(modality)
-    if gallery is None:
-        raise NoGallery(
-            f"modality {modality!r} has no gallery; galleries: {sorted(bundle.galleries)}",
-            galleries=sorted(bundle.galleries),
-        )
-    return gallery
 
 
 def check_k(k: int, limit: int) -> None:
@@ -122,7 +110,7 @@ async def retrieve_by_id(
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
     route = served.bundle.graph.resolve(source, target)
-    query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
+    query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
     x = query_gallery.vectors_of([item])
     options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
     if inline(served, route, gallery, x.size):
@@ -141,7 +129,7 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
             raise MalformedVectors("give `ids`, `vector`, `vectors` or raw input, only one of them")
         if len(body.ids) > limits.max_batch:
             raise BatchTooLarge(got=len(body.ids), limit=limits.max_batch)
-        x = gallery_of(served.bundle, body.source).vectors_of(body.ids)
+        x = served.bundle.gallery(body.source).vectors_of(body.ids)
         queries = list(body.ids)
     else:
         x = query_matrix(served.bundle, limits, body.source, body, body.vectors, body.vector, body.encoding)
@@ -167,7 +155,7 @@ async def retrieve_by_vectors(
     (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
-    gallery = gallery_of(served.bundle, body.target)
+    gallery = served.bundle.gallery(body.target)
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
     values = served.bundle.modalities[body.source].dim * len(body.ids) if body.ids else 0
     if not has_raw(body) and inline(served, route, gallery, values or count_values(body.vectors, body.vector)):

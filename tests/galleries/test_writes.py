@@ -149,13 +149,16 @@ def test_writes_refuse_bad_input(writable: Path) -> None:
 
 
 def test_writes_need_the_admin_key(writable: Path) -> None:
+    """Without an admin key configured the admin scope (writes under /galleries/) is closed, and a reader's
+    key never opens it: 403, no write."""
     write = {"ids": ["x"], "vectors": [[0.0] * 16]}
-    with TestClient(create_app(settings_for(writable))) as client:  # no admin key: the admin scope is closed
+    reader = {"X-API-Key": "a-reader-key-0123456789"}
+    with TestClient(create_app(settings_for(writable))) as client:
         assert client.put("/galleries/c/items", json=write).status_code == 403
-    with TestClient(create_app(settings_for(writable, admin_key=API_KEY, api_key="a-reader-key-0123456789"))) as client:
-        refused = client.put("/galleries/c/items", json=write, headers={"X-API-Key": "a-reader-key-0123456789"})
-        assert refused.status_code == 403
-        assert client.get("/galleries/c", headers={"X-API-Key": "a-reader-key-0123456789"}).status_code == 200
+        assert client.get("/galleries/c").json()["count"] == CORPUS_ROWS
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY, api_key=reader["X-API-Key"]))) as client:
+        assert client.put("/galleries/c/items", json=write, headers=reader).status_code == 403
+        assert client.get("/galleries/c", headers=reader).json()["count"] == CORPUS_ROWS
 
 
 def test_compact_folds_the_log_into_a_new_bundle(writable: Path, tmp_path: Path) -> None:

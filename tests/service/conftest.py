@@ -56,7 +56,7 @@ def routed_bundle(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     def worsen_direct_edge(manifest: Manifest) -> None:
         for edge in manifest["edges"]:
             if {edge["source"], edge["target"]} == {"a", "c"}:
-                edge["metrics"].update(cycle_cosine=0.6, cosine=0.5, r1=0.3)
+                edge["metrics"].update(cycle_cosine=0.6, mrr=0.6, cosine=0.5, r1=0.3)
 
     edit_manifest(out, worsen_direct_edge)
     return out

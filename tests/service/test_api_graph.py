@@ -26,7 +26,7 @@ def test_modalities(client: TestClient) -> None:
 
 def test_graph(routed_client: TestClient) -> None:
     body = GraphResponse.model_validate(routed_client.get("/graph").json())
-    assert body.criterion == "cycle_cosine" and [n.name for n in body.nodes] == ["a", "b", "c"]
+    assert body.criterion == "mrr" and [n.name for n in body.nodes] == ["a", "b", "c"]
     assert len(body.edges) == 6 and body.components == [["a", "b", "c"]]
     direct = next(e for e in body.edges if (e.source, e.target) == ("a", "c"))
     assert direct.kind == "ridge" and direct.fidelity == pytest.approx(0.6)
@@ -41,8 +41,8 @@ def test_the_route_avoids_a_poor_direct_edge(routed_client: TestClient) -> None:
     assert body.best.path == ["a", "b", "c"]
     edges = {(e["source"], e["target"]): e for e in routed_client.get("/graph").json()["edges"]}
     assert [h.fidelity for h in body.best.hops] == [
-        edges["a", "b"]["metrics"]["cycle_cosine"],
-        edges["b", "c"]["metrics"]["cycle_cosine"],
+        edges["a", "b"]["metrics"]["mrr"],
+        edges["b", "c"]["metrics"]["mrr"],
     ]
     assert body.best.fidelity == pytest.approx(body.best.hops[0].fidelity * body.best.hops[1].fidelity)
     assert body.best.fidelity > 0.6

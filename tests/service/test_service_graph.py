@@ -11,14 +11,15 @@ from latent_bridge.service.graph import ModalityGraph, edge_fidelity
 from latent_bridge.service.manifest import SCHEMA_VERSION, EdgeMetrics, EdgeSpec, Manifest, ModalitySpec
 
 
-def metrics(cycle: float, cosine: float = 0.9, r1: float = 0.5) -> EdgeMetrics:
+def metrics(fidelity: float, cosine: float = 0.9, r1: float = 0.5, cycle: float | None = None) -> EdgeMetrics:
+    """Held-out MRR (the default fidelity) and cycle cosine are ``fidelity`` unless ``cycle`` is given."""
     return EdgeMetrics(
         cosine=cosine,
-        cycle_cosine=cycle,
+        cycle_cosine=fidelity if cycle is None else cycle,
         r1=r1,
         r5=0.9,
         r10=0.95,
-        mrr=0.6,
+        mrr=fidelity,
         median_rank=1.0,
         n_train=100,
         n_test=20,
@@ -79,6 +80,20 @@ def test_the_criterion_changes_the_route() -> None:
     )
     assert ModalityGraph(manifest(edges), "cycle_cosine").best("a", "c").path == ("a", "b", "c")
     assert ModalityGraph(manifest(edges), "r1").best("a", "c").path == ("a", "c")
+
+
+def test_an_invertible_edge_does_not_win_by_default_on_its_cycle_cosine() -> None:
+    """A Procrustes edge has cycle cosine 1 whatever its accuracy; the default criterion tracks retrieval."""
+    edges = both_ways(
+        {
+            ("a", "b"): metrics(0.6, cycle=0.8),
+            ("b", "c"): metrics(0.6, cycle=0.8),
+            ("a", "c"): metrics(0.1, cycle=1.0),
+        }
+    )
+    assert ModalityGraph(manifest(edges)).criterion == "mrr"
+    assert ModalityGraph(manifest(edges)).best("a", "c").path == ("a", "b", "c")
+    assert ModalityGraph(manifest(edges), "cycle_cosine").best("a", "c").path == ("a", "c")
 
 
 def test_fidelity_is_clipped_so_its_log_is_finite() -> None:

@@ -18,7 +18,7 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("grow")
     data = make_dataset(root / "data", n=240, dims={"a": 12, "b": 10, "c": 8}, relation="linear", noise=0.2)
     parent = root / "parent"
-    train(TrainConfig(data=data, out=parent, kind="ridge", edges=[("a", "b")], progress=False))
+    train(TrainConfig(data=data, out=parent, kind="ridge", edges=[("a", "b")], holdout=0.2, progress=False))
     child = root / "child"
     main(["add-modality", "--bundle", str(parent), "--data", str(data), "--modality", "c", "--link-to", "b",
           "--out", str(child), "--kind", "ridge", "--quiet"])
@@ -38,7 +38,7 @@ def test_new_modality_keeps_old_edges_byte_identical(grown: tuple[Path, Path, Pa
     assert {g.modality for g in new.galleries} == {"a", "b", "c"}
     assert new.lineage.parent == "parent" and new.lineage.parent_fingerprint == old.fingerprint
     assert sorted(new.lineage.new_edges) == ["b__c", "c__b"]
-    assert new.training["seed"] == old.training["seed"]
+    assert new.training["seed"] == old.training["seed"] and new.training["holdout"] == old.training["holdout"]
 
 
 def test_new_modality_reaches_the_others_through_its_partner(grown: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ KEY = "walk-through-key-0123456789"
 @pytest.mark.slow
 def test_add_audio_to_a_bundle_without_it_and_reload(tmp_path: Path) -> None:
     parent = tmp_path / "no-audio"
-    train(TrainConfig(data=DEMO, out=parent, edges=[("image", "text")], progress=False))
+    train(TrainConfig(data=DEMO, out=parent, edges=[("image", "text")], holdout=0.2, progress=False))
     child = tmp_path / "with-audio"
     add_modality(parent, DEMO, "audio", ["text"], TrainConfig(data=DEMO, out=child, progress=False))
 

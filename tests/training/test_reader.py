@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from latent_bridge.training.datasets.reader import DatasetError, load_dataset, load_modality, trainable_pairs
-from latent_bridge.training.datasets.splits import paired_rows, split_samples
+from latent_bridge.training.datasets.splits import cv_folds, holdout_split, paired_rows
 from latent_bridge.training.datasets.synthetic import make_dataset, write_modality
 
 
@@ -72,14 +72,32 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
         load_dataset(tmp_path / "nope")
 
 
-def test_splits_are_by_sample_disjoint_and_seeded() -> None:
+def test_holdout_is_by_sample_disjoint_and_seeded() -> None:
     keys = {f"s{i}" for i in range(1000)}
-    split = split_samples(keys, seed=3)
-    assert split.train | split.val | split.test == keys
-    assert not (split.train & split.val) and not (split.train & split.test) and not (split.val & split.test)
-    assert 150 < len(split.test) < 250 and 60 < len(split.val) < 140
-    assert split == split_samples(keys, seed=3)
-    assert split != split_samples(keys, seed=4)
+    usable, test = holdout_split(keys, seed=3, fraction=0.2)
+    assert usable | test == keys and not usable & test
+    assert 150 < len(test) < 250
+    assert (usable, test) == holdout_split(keys, seed=3, fraction=0.2)
+    assert test != holdout_split(keys, seed=4, fraction=0.2)[1]
+    assert holdout_split(keys, seed=3, fraction=0.0) == (frozenset(keys), frozenset())
+
+
+def test_folds_partition_the_samples_and_agree_across_edges() -> None:
+    keys = frozenset(f"s{i}" for i in range(1000))
+    folds = cv_folds(keys, seed=3, k=5)
+    assert len(folds) == 5
+    assert frozenset().union(*(f.val for f in folds)) == keys
+    assert sum(len(f.val) for f in folds) == len(keys)
+    for f in folds:
+        assert f.train | f.val == keys and not f.train & f.val and 140 < len(f.val) < 260
+    # an edge that sees only some keys gets the same folds restricted to them: routes are judged on
+    # samples that no hop saw
+    some = frozenset(sorted(keys)[:300])
+    assert [f.val for f in cv_folds(some, seed=3, k=5)] == [f.val & some for f in folds]
+    (single,) = cv_folds(keys, seed=3, k=1, val_fraction=0.2)
+    assert 150 < len(single.val) < 250 and single.train == keys - single.val
+    (capped,) = cv_folds(keys, seed=3, k=1, val_fraction=0.2, max_val=50)
+    assert 25 < len(capped.val) < 80 and capped.val < single.val
 
 
 def test_paired_rows_join_repeated_samples(tmp_path: Path) -> None:

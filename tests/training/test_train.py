@@ -11,7 +11,7 @@ from latent_bridge.training import bundle as bundle_module
 from latent_bridge.training import export as export_module
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import load_dataset
-from latent_bridge.training.datasets.splits import split_samples
+from latent_bridge.training.datasets.splits import holdout_split
 from latent_bridge.training.datasets.synthetic import make_dataset
 from latent_bridge.training.evaluate import ranks
 from latent_bridge.training.export import ExportError, check_parity, to_onnx
@@ -37,7 +37,7 @@ def test_r1_is_near_what_the_plant_allows(rotation_bundle: tuple[Path, Path, Man
     data_dir, _, manifest = rotation_bundle
     data = load_dataset(data_dir)
     a, b = data["a"], data["b"]
-    test = split_samples(set(a.samples.tolist()), seed=0, val=0.25, test=0.2).test
+    test = holdout_split(set(a.samples.tolist()), seed=0, fraction=0.2)[1]
     rows = a.rows_of(set(test))
     sa, sb = SpaceStats.fit(a.embeddings), SpaceStats.fit(b.embeddings)
     oracle = fit_linear("procrustes", sa.standardise(a.embeddings), sb.standardise(b.embeddings))
@@ -173,7 +173,7 @@ def test_eval_reproduces_the_held_out_metrics_with_the_bundles_seed(tmp_path: Pa
     data = make_dataset(tmp_path / "data", n=200, dims={"a": 8, "b": 6, "c": 4}, relation="linear", noise=0.2)
     bundle = tmp_path / "bundle"
     manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], seed=7,
-                                 progress=False))
+                                 holdout=0.2, progress=False))
     main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "report")])
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["seed"] == 7

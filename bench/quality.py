@@ -1,0 +1,256 @@
+"""Quality benchmark: trained bundles against the maps a user would fit on the same pairs.
+
+For each dataset and seed, a fifth of the samples is held out by sample (``--holdout 0.2`` with that
+seed, so training never sees them); the bundle is trained with defaults on the rest. On the same
+training pairs we fit what a user would fit themselves: identity, centring, orthogonal Procrustes,
+ridge (alpha by 5-fold cross-validation over training samples, then refit on all of them) and CCA.
+Everything is scored on the hold-out the way the server ranks (cosine after the gallery's centring);
+ridge is also scored under raw cosine and keeps the better of the two. The bundle is run through the
+server's own code. Routed pairs (audio → text → image) are compared with a direct ridge map fitted on
+the same training samples' audio–image pairs, and every route the server would choose is checked
+against the route with the best held-out R@1.
+
+    python bench/quality.py [--datasets demo synthetic] [--seeds 0 1 2] [--out reports/quality]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.graph import ModalityGraph
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples
+from latent_bridge.training.datasets.splits import Split, cv_folds, holdout_split, paired_rows
+from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.evaluate import ranks, retrieval_summary
+from latent_bridge.training.grow import add_edge
+from latent_bridge.training.report import score_route
+from latent_bridge.training.train import train
+from latent_bridge.training.translators import SpaceStats, fit_linear
+from threadpoolctl import threadpool_limits
+
+HOLDOUT = 0.2
+BASELINES = ("identity", "centring", "procrustes", "ridge", "cca")
+RIDGE_ALPHAS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+DATASETS: dict[str, dict[str, object]] = {
+    "demo": {"edges": [("image", "text"), ("audio", "text")], "direct": [("audio", "image")]},
+    "synthetic-nonlinear": {"relation": "nonlinear", "edges": [("a", "b")], "direct": []},
+    "synthetic-linear": {"relation": "linear", "edges": [("a", "b")], "direct": []},
+    "synthetic-rotation": {"relation": "rotation", "edges": [("a", "b")], "direct": []},
+}
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def raw_ranks(q: np.ndarray, qs: np.ndarray, g: np.ndarray, gs: np.ndarray) -> np.ndarray:
+    """Ranks under plain cosine (no centring); ties count against, as in ``ranks``."""
+    scores = unit(q) @ unit(g).T
+    relevant = qs[:, None] == gs[None, :]
+    best = np.where(relevant, scores, -np.inf).max(axis=1)
+    return np.asarray(1 + ((scores >= best[:, None]) & ~relevant).sum(axis=1))
+
+
+class Baselines:
+    """The user's own maps for one direction a → b, fitted on ``train`` samples, scored on ``test``."""
+
+    def __init__(self, a: ModalityData, b: ModalityData, train: frozenset[str], test: frozenset[str], seed: int):
+        self.a, self.b, self.train, self.seed = a, b, train & shared_samples(a, b), seed
+        self.test = test & shared_samples(a, b)
+        self.sa = SpaceStats.fit(a.embeddings[a.rows_of(set(self.train))])
+        self.sb = SpaceStats.fit(b.embeddings[b.rows_of(set(self.train))])
+
+    def _rows(self, samples: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+        ia, ib = paired_rows(self.a, self.b, samples)
+        return self.sa.standardise(self.a.embeddings[ia]), self.sb.standardise(self.b.embeddings[ib])
+
+    def _score(self, m: np.ndarray | None, raw_too: bool = False, samples: frozenset[str] | None = None,
+               sa: SpaceStats | None = None, sb: SpaceStats | None = None) -> dict[str, float]:
+        samples = self.test if samples is None else samples
+        sa, sb = sa or self.sa, sb or self.sb
+        qa, gb = self.a.rows_of(set(samples)), self.b.rows_of(set(samples))
+        x = self.a.embeddings[qa]
+        pred = x if m is None else sa.standardise(x) @ m * sb.scale + sb.mean
+        args = (self.a.samples[qa], self.b.embeddings[gb], self.b.samples[gb])
+        best = retrieval_summary(ranks(pred, *args))
+        if raw_too:
+            raw = retrieval_summary(raw_ranks(pred, *args))
+            best = max(best, raw, key=lambda s: (s["r1"], s["mrr"]))
+        return best
+
+    def ridge_alpha(self) -> float:
+        """Alpha by 5-fold cross-validation over the training samples (R@1, centred cosine)."""
+        totals = dict.fromkeys(RIDGE_ALPHAS, 0.0)
+        for fold in cv_folds(self.train, self.seed + 101, 5):
+            inner = Baselines(self.a, self.b, fold.train, fold.val, self.seed)
+            xs, ys = inner._rows(inner.train)
+            for alpha in RIDGE_ALPHAS:
+                totals[alpha] += inner._score(fit_linear("ridge", xs, ys, alpha))["r1"]
+        return max(totals, key=lambda k: totals[k])
+
+    def all(self) -> dict[str, dict[str, float]]:
+        xs, ys = self._rows(self.train)
+        found = {}
+        if self.a.dim == self.b.dim:
+            found["identity"] = self._score(None)
+            found["centring"] = self._score(np.eye(self.a.dim))
+        found["procrustes"] = self._score(fit_linear("procrustes", xs, ys))
+        found["ridge"] = self._score(fit_linear("ridge", xs, ys, self.ridge_alpha()), raw_too=True)
+        found["cca"] = self._score(fit_linear("cca", xs, ys))
+        return found
+
+
+def dataset_dir(name: str, work: Path) -> Path:
+    if name == "demo":
+        return Path("data/demo")
+    spec = DATASETS[name]
+    out = work / name
+    if not out.exists():
+        make_dataset(out, n=1500, dims={"a": 32, "b": 32}, relation=str(spec["relation"]), noise=0.6, seed=0)
+    return out
+
+
+def run_seed(name: str, data_dir: Path, work: Path, seed: int) -> dict[str, object]:
+    spec = DATASETS[name]
+    edges = list(spec["edges"])  # type: ignore[call-overload]
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    manifest = train(TrainConfig(data=data_dir, out=work / f"{name}-{seed}", seed=seed, edges=edges,
+                                 holdout=HOLDOUT, progress=False))
+    seconds = time.perf_counter() - started
+    data = load_dataset(data_dir)
+    usable, test = holdout_split(set().union(*(set(d.samples.tolist()) for d in data.values())), seed, HOLDOUT)
+    served = load_bundle(work / f"{name}-{seed}")
+    split = Split(train=usable, test=test)
+    result: dict[str, object] = {"seed": seed, "train_seconds": round(seconds, 1), "load_before": load,
+                                 "edges": {}, "routes": {}}
+    with threadpool_limits(1):
+        for e in manifest.edges:
+            bundle = score_route([e.source, e.target], data, split, served)
+            base = Baselines(data[e.source], data[e.target], usable, test, seed).all()
+            result["edges"][e.key] = {"kind": e.kind, "bundle": _pick(bundle), "baselines": base}  # type: ignore[index]
+        for a, c in spec["direct"]:  # type: ignore[attr-defined]
+            for src, dst in ((a, c), (c, a)):
+                route = [src, *ModalityGraph(served.manifest).best(src, dst).path[1:-1], dst]
+                routed = score_route(route, data, split, served)
+                direct = Baselines(data[src], data[dst], usable, test, seed).all()["ridge"]
+                result["routes"][f"{src}__{dst}"] = {"path": route, "routed": _pick(routed), "direct_ridge": direct}  # type: ignore[index]
+    if spec["direct"]:
+        result["route_choice"] = route_choice(work / f"{name}-{seed}", data_dir, data, split, spec, seed)
+    return result
+
+
+def route_choice(parent: Path, data_dir: Path, data: dict[str, ModalityData], split: Split,
+                 spec: dict[str, object], seed: int) -> list[dict[str, object]]:
+    """With the direct edges grown in too, is the route each criterion picks the best by held-out R@1?"""
+    full = parent.with_name(parent.name + "-direct")
+    for pair in spec["direct"]:  # type: ignore[attr-defined]
+        add_edge(parent, data_dir, pair, TrainConfig(data=data_dir, out=full, seed=seed, progress=False))
+    served = load_bundle(full)
+    names = [m.name for m in served.manifest.modalities]
+    found = []
+    for src in names:
+        for dst in names:
+            if src == dst:
+                continue
+            scored = {tuple(r.path): score_route(list(r.path), data, split, served)["r1"]
+                      for r in served.graph.ranked(src, dst, 5) if len(r.path) <= 3}
+            best = max(scored, key=lambda p: scored[p])
+            picks = {c: ModalityGraph(served.manifest, c).best(src, dst).path for c in ("mrr", "r1", "cycle_cosine")}
+            found.append({"from": src, "to": dst, "r1": {" → ".join(p): v for p, v in scored.items()},
+                          "best": " → ".join(best),
+                          "picked": {c: " → ".join(p) for c, p in picks.items()},
+                          "regret": {c: float(scored[best]) - float(scored[tuple(p)]) for c, p in picks.items()}})
+    return found
+
+
+def _pick(scored: dict[str, object]) -> dict[str, float]:
+    return {k: float(scored[k]) for k in ("r1", "r5", "r10", "mrr")}  # type: ignore[arg-type]
+
+
+def ms(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(name: str, runs: list[dict[str, object]]) -> str:
+    edges = runs[0]["edges"]
+    assert isinstance(edges, dict)
+    lines = [f"### {name}", "", f"Held-out R@1 (mean ± std over seeds {[r['seed'] for r in runs]}); R@10 in brackets.",
+             "", "| edge | bundle kinds | bundle | " + " | ".join(BASELINES) + " | bundle / ridge |",
+             "|---|---|---|" + "---|" * len(BASELINES) + "---|"]
+    ratios = []
+    for key in edges:
+        rows = [r["edges"][key] for r in runs]  # type: ignore[index]
+        cells = []
+        for kind in BASELINES:
+            vals = [row["baselines"].get(kind) for row in rows]
+            cells.append("n/a" if None in vals else
+                         f"{ms([v['r1'] for v in vals])} ({statistics.mean(v['r10'] for v in vals):.2f})")
+        ratio = statistics.mean(row["bundle"]["r1"] for row in rows) / max(
+            1e-9, statistics.mean(row["baselines"]["ridge"]["r1"] for row in rows))
+        ratios.append(ratio)
+        kinds = ", ".join(sorted({row["kind"] for row in rows}))
+        lines.append(f"| {key.replace('__', ' → ')} | {kinds} | {ms([row['bundle']['r1'] for row in rows])} "
+                     f"({statistics.mean(row['bundle']['r10'] for row in rows):.2f}) | " + " | ".join(cells)
+                     + f" | {ratio:.2f}× |")
+    lines += ["", f"Mean over edges of bundle / ridge R@1: {statistics.mean(ratios):.2f}×."]
+    routes = runs[0]["routes"]
+    assert isinstance(routes, dict)
+    if routes:
+        lines += ["", "| query | bundle route | routed R@1 | routed R@10 | direct ridge R@1 | direct ridge R@10 "
+                  "| ratio |", "|---|---|---|---|---|---|---|"]
+        for key in routes:
+            rows = [r["routes"][key] for r in runs]  # type: ignore[index]
+            ratio = statistics.mean(x["routed"]["r1"] for x in rows) / statistics.mean(
+                x["direct_ridge"]["r1"] for x in rows)
+            lines.append(f"| {key.replace('__', ' → ')} | {' → '.join(rows[0]['path'])} | "
+                         f"{ms([x['routed']['r1'] for x in rows])} | {ms([x['routed']['r10'] for x in rows])} | "
+                         f"{ms([x['direct_ridge']['r1'] for x in rows])} | "
+                         f"{ms([x['direct_ridge']['r10'] for x in rows])} | {ratio:.2f}× |")
+    if "route_choice" in runs[0]:
+        lines += ["", "Route choice with a direct audio↔image edge grown in: held-out R@1 lost by the route each "
+                  "criterion picks, against the best route, summed over the 6 directed pairs (0 = always best).", "",
+                  "| criterion | mean regret (R@1) | picks the best route |", "|---|---|---|"]
+        for c in ("mrr", "r1", "cycle_cosine"):
+            regrets = [sum(x["regret"][c] for x in r["route_choice"]) for r in runs]  # type: ignore[index]
+            hits = sum(x["picked"][c] == x["best"] for r in runs for x in r["route_choice"])  # type: ignore[index]
+            total = sum(len(r["route_choice"]) for r in runs)  # type: ignore[arg-type]
+            lines.append(f"| {c} | {ms(regrets)} | {hits}/{total} |")
+    secs = [float(r["train_seconds"]) for r in runs]  # type: ignore[arg-type]
+    loads = [float(r["load_before"]) for r in runs]  # type: ignore[arg-type]
+    lines += ["", f"Training took {ms(secs)} s per bundle (1 torch thread; 1-minute load average "
+              f"{min(loads):.1f}–{max(loads):.1f} on 2 shared cores)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("reports/quality"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    texts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.datasets:
+            data_dir = dataset_dir(name, Path(tmp))
+            runs = [run_seed(name, data_dir, Path(tmp), s) for s in args.seeds]
+            (args.out / f"{name}.json").write_text(json.dumps(runs, indent=2) + "\n")
+            texts.append(table(name, runs))
+            print(texts[-1], flush=True)
+    (args.out / "results.md").write_text("\n".join(texts))
+
+
+if __name__ == "__main__":
+    main()

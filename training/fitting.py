@@ -1,0 +1,89 @@
+"""Fitting: refit what selection chose on every usable pair, the translators that ship.
+
+Selection scored candidates fitted on part of the data; here the chosen kind is fitted again on all
+usable samples (everything but an optional ``--holdout`` test split), because with a few thousand pairs
+every pair counts. The MLP trains for the epoch count cross-validation found; an epoch sees every pair,
+so the number of steps grows with the data. A fitted translator whose outputs are non-finite or
+collapsed to one point is refused with a message rather than shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from latent_bridge.service.manifest import FinalFit
+from latent_bridge.training.candidates import Fitted, MLPRun, Pair, Samples, fit_kind, standardised_rows
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.selection import Selection, linear_start
+from latent_bridge.training.translators import SpaceStats, translate
+from torch import nn
+
+COLLAPSE_RATIO = 1e-3
+
+
+class CollapsedTranslatorError(ValueError):
+    """A fitted translator whose outputs carry no information."""
+
+
+@dataclass
+class Final:
+    """The shipped translators of a pair and how they were fitted."""
+
+    forward: nn.Module
+    backward: nn.Module
+    fits: tuple[FinalFit, FinalFit]
+    stats: tuple[SpaceStats, SpaceStats]
+
+
+def refit(pair: Pair, usable: Samples, selection: Selection, cfg: TrainConfig) -> Final:
+    """Fit each direction's chosen kind on every usable pair of ``pair``."""
+    samples = pair.shared(usable)
+    stats = pair.stats(usable)
+    rows = standardised_rows(pair, usable, stats)
+    kinds = {c.kind for c in selection.choices()}
+    fitted = {k: fit_kind(pair, k, rows, stats, cfg, selection.alphas) for k in kinds if k != "mlp"}
+    if "mlp" in kinds:
+        fitted |= _mlp(pair, usable, stats, rows, selection, cfg)
+    forward = fitted[selection.forward.kind if selection.forward.kind != "mlp" else "mlp:0"].forward
+    backward = fitted[selection.backward.kind if selection.backward.kind != "mlp" else "mlp:1"].backward
+    n_pairs = len(rows[0])
+    fits = tuple(FinalFit(n_pairs=n_pairs, n_samples=len(samples), hyperparameters=c.hyperparameters)
+                 for c in selection.choices())
+    check_not_collapsed(pair, forward, usable, f"{pair.a.name}→{pair.b.name}")
+    check_not_collapsed(pair.reverse(), backward, usable, f"{pair.b.name}→{pair.a.name}")
+    return Final(forward, backward, (fits[0], fits[1]), stats)
+
+
+def _mlp(pair: Pair, usable: Samples, stats: tuple[SpaceStats, SpaceStats], rows: tuple[np.ndarray, ...],
+         selection: Selection, cfg: TrainConfig) -> dict[str, Fitted]:
+    """Train the MLP pair once, snapshotting each direction at its own epoch count ("mlp:0", "mlp:1")."""
+    start = linear_start(pair, selection.bases, rows, stats, cfg, selection.alphas)
+    run = MLPRun(pair, usable, stats, start, cfg)
+    found: dict[str, Fitted] = {}
+    for d in (0, 1):
+        if selection.epochs[d] == 0:
+            found[f"mlp:{d}"] = run.snapshot()
+    while len(found) < 2:
+        run.epoch()
+        for d in (0, 1):
+            if selection.epochs[d] == run.epochs:
+                found[f"mlp:{d}"] = run.snapshot()
+    return found
+
+
+def check_not_collapsed(pair: Pair, module: nn.Module, samples: Samples, name: str) -> None:
+    """Refuse a translator whose outputs on the fit rows are non-finite or (nearly) one point."""
+    rows = pair.a.rows_of(set(pair.shared(samples)))
+    out = translate(module, pair.a.embeddings[rows])
+    if not np.isfinite(out).all():
+        raise CollapsedTranslatorError(f"edge {name}: the fitted translator gives non-finite outputs; "
+                                       "check the data for extreme values or lower the learning rate")
+    target = pair.b.embeddings[pair.b.rows_of(set(pair.shared(samples)))]
+    spread = float(np.linalg.norm(out - out.mean(axis=0), axis=1).mean())
+    wanted = float(np.linalg.norm(target - target.mean(axis=0), axis=1).mean())
+    if spread <= COLLAPSE_RATIO * wanted:
+        raise CollapsedTranslatorError(
+            f"edge {name}: the fitted translator collapsed (its outputs spread {spread:.2e} against "
+            f"{wanted:.2e} for real {pair.b.name} rows); it would rank every item alike, so it is not shipped"
+        )

@@ -1,0 +1,210 @@
+"""Selection: choose each directed edge's kind and hyperparameters by cross-validation over samples.
+
+Every candidate (each linear kind, ridge at each alpha, the MLP at each epoch) is fitted on the training
+samples of every fold and scored on the fold's validation samples; the folds are the same for every edge
+(see ``cv_folds``). A direction keeps the candidate with the best mean R@1 (the simpler kind on a tie,
+then MRR). The MLP folds train in lockstep, so the epoch count is read off the mean validation curve and
+early stopping watches the mean, not one fold's noise. Nothing fitted here is shipped: ``fitting`` refits
+the choice on every usable pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+from latent_bridge.service.manifest import EDGE_KINDS, EdgeMetrics
+from latent_bridge.training.candidates import (
+    LINEAR_BASES,
+    Fitted,
+    MLPRun,
+    Pair,
+    applies,
+    fit_kind,
+    standardised_rows,
+)
+from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.datasets.splits import Fold
+from latent_bridge.training.evaluate import evaluate_translation, mean_metrics
+from latent_bridge.training.translators import SpaceStats, translate
+from tqdm.auto import tqdm
+
+Scored = tuple[EdgeMetrics, EdgeMetrics]  # forward, backward
+
+
+@dataclass
+class Choice:
+    """What cross-validation chose for one direction, with every candidate's cross-validated metrics."""
+
+    kind: str
+    hyperparameters: dict[str, float | int | str]
+    metrics: EdgeMetrics
+    candidates: dict[str, EdgeMetrics]
+
+
+@dataclass
+class Selection:
+    forward: Choice
+    backward: Choice
+    alphas: tuple[float, float] = (1.0, 1.0)  # ridge's alpha per direction, also used by an MLP's ridge base
+    bases: tuple[str, str] = ("ridge", "ridge")  # the linear kind each MLP direction grows from
+    epochs: tuple[int, int] = (0, 0)  # MLP epochs per direction
+
+    def choices(self) -> tuple[Choice, Choice]:
+        return self.forward, self.backward
+
+
+@dataclass
+class FoldData:
+    fold: Fold
+    stats: tuple[SpaceStats, SpaceStats]
+    rows: tuple[np.ndarray, ...]
+    n_train: int
+
+
+def prepare(pair: Pair, folds: list[Fold]) -> list[FoldData]:
+    prepared = []
+    for fold in folds:
+        stats = pair.stats(fold.train)
+        prepared.append(FoldData(fold, stats, standardised_rows(pair, fold.train, stats), len(pair.shared(fold.train))))
+    return prepared
+
+
+def score(pair: Pair, fitted: Fitted, fd: FoldData) -> Scored:
+    """Both directions of ``fitted`` on the fold's validation samples (the gallery is those rows)."""
+    found = []
+    for p, f, g, stats in ((pair, fitted.forward, fitted.backward, fd.stats[0]),
+                           (pair.reverse(), fitted.backward, fitted.forward, fd.stats[1])):
+        found.append(evaluate_translation(
+            p.a, p.b, set(fd.fold.val), partial(translate, f), partial(translate, g),
+            source_mean=stats.mean, n_train=fd.n_train, part="validation", source="cross_validation",
+        ))
+    return found[0], found[1]
+
+
+def _key(kind: str, m: EdgeMetrics) -> tuple[float, int, float]:
+    """Mean R@1 first; on a tie the simpler kind wins, then MRR."""
+    return (m.r1, -EDGE_KINDS.index(kind), m.mrr)  # type: ignore[arg-type, unused-ignore]  # kind: str
+
+
+def linear_kinds(pair: Pair, cfg: TrainConfig) -> list[str]:
+    wanted = {"auto": ("identity", "centroid", *LINEAR_BASES), "mlp": LINEAR_BASES}.get(cfg.kind, (cfg.kind,))
+    kinds = [k for k in wanted if applies(k, pair)]
+    if not kinds:
+        raise ValueError(
+            f"kind {cfg.kind!r} does not apply to {pair.a.name} ({pair.a.dim}-d) and "
+            f"{pair.b.name} ({pair.b.dim}-d): dimensions differ"
+        )
+    return kinds
+
+
+@dataclass
+class Board:
+    """Cross-validated metrics per candidate and direction; ridge keeps its best alpha per direction."""
+
+    metrics: list[dict[str, EdgeMetrics]] = field(default_factory=lambda: [{}, {}])
+    alphas: list[float] = field(default_factory=lambda: [1.0, 1.0])
+
+    def add(self, kind: str, folds: list[Scored], alpha: float | None = None) -> None:
+        for d in (0, 1):
+            m = mean_metrics([s[d] for s in folds])
+            if kind not in self.metrics[d] or _key(kind, m) > _key(kind, self.metrics[d][kind]):
+                self.metrics[d][kind] = m
+                if alpha is not None:
+                    self.alphas[d] = alpha
+
+    def _key(self, d: int, kind: str) -> tuple[float, int, float]:
+        return _key(kind, self.metrics[d][kind])
+
+    def best_bases(self) -> tuple[str, str]:
+        """Per direction, the best linear kind an MLP can start from."""
+        found = []
+        for d in (0, 1):
+            bases = [k for k in LINEAR_BASES if k in self.metrics[d]]
+            found.append(max(bases, key=partial(self._key, d)))
+        return found[0], found[1]
+
+
+def select(pair: Pair, folds: list[Fold], cfg: TrainConfig, position: int = 0) -> Selection:
+    """Cross-validate every candidate kind ``cfg.kind`` asks for; choose per direction."""
+    prepared = prepare(pair, folds)
+    board = Board()
+    for kind in linear_kinds(pair, cfg):
+        for alpha in cfg.ridge_alphas if kind == "ridge" else (None,):
+            a = alpha if alpha is not None else 1.0
+            board.add(kind, [score(pair, fit_kind(pair, kind, fd.rows, fd.stats, cfg, (a, a)), fd)
+                             for fd in prepared], alpha)
+    epochs = (0, 0)
+    bases = ("ridge", "ridge")
+    if cfg.kind in ("auto", "mlp"):
+        bases = board.best_bases()
+        epochs = mlp_curve(pair, prepared, bases, board, cfg, position)
+    return Selection(*_choose(board, cfg, bases, epochs), alphas=(board.alphas[0], board.alphas[1]),
+                     bases=bases, epochs=epochs)
+
+
+def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tuple[int, int]) -> tuple[Choice, Choice]:
+    choices = []
+    for d in (0, 1):
+        found = board.metrics[d] if cfg.kind != "mlp" else {"mlp": board.metrics[d]["mlp"]}
+        kind = max(found, key=lambda k: _key(k, found[k]))  # noqa: B023  # used at once, inside the loop
+        linear = bases[d] if kind == "mlp" else kind
+        params: dict[str, float | int | str] = {}
+        if linear == "ridge":
+            params["ridge_alpha"] = board.alphas[d]
+        if linear == "cca":
+            params["cca_dim"] = cfg.cca_dim
+        if kind == "mlp":
+            params |= {"base": linear, "epochs": epochs[d]}
+        choices.append(Choice(kind, params, found[kind], dict(board.metrics[d])))
+    return choices[0], choices[1]
+
+
+def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], board: Board, cfg: TrainConfig,
+              position: int = 0) -> tuple[int, int]:
+    """Train the MLP on every fold in lockstep; the best epoch per direction on the mean validation curve.
+
+    Epoch 0 is the linear base itself, so an MLP that never beats its start is scored as that start.
+    """
+    alphas = (board.alphas[0], board.alphas[1])
+    runs = [MLPRun(pair, fd.fold.train, fd.stats, linear_start(pair, bases, fd.rows, fd.stats, cfg, alphas), cfg)
+            for fd in prepared]
+    curve = [_fold_scores(pair, runs, prepared)]
+    best, stale = _combined(curve[0]), 0
+    bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.name} ({len(runs)} folds)", disable=not cfg.progress,
+               position=position, leave=False)
+    for _ in bar:
+        for run in runs:
+            run.epoch()
+        curve.append(_fold_scores(pair, runs, prepared))
+        if _combined(curve[-1]) > best:
+            best, stale = _combined(curve[-1]), 0
+        else:
+            stale += 1
+        bar.set_postfix(cv_r1=f"{best[0]:.3f}")
+        if stale >= cfg.patience:
+            break
+    epochs = []
+    for d in (0, 1):
+        at = max(range(len(curve)), key=lambda e: (curve[e][d].r1, curve[e][d].mrr, -e))
+        epochs.append(at)
+        board.metrics[d]["mlp"] = curve[at][d]
+    return epochs[0], epochs[1]
+
+
+def linear_start(pair: Pair, bases: tuple[str, str], rows: tuple[np.ndarray, ...],
+                 stats: tuple[SpaceStats, SpaceStats], cfg: TrainConfig, alphas: tuple[float, float]) -> Fitted:
+    """The MLP's starting maps: each direction's best linear kind."""
+    forward = fit_kind(pair, bases[0], rows, stats, cfg, alphas).forward
+    backward = fit_kind(pair, bases[1], rows, stats, cfg, alphas).backward
+    return Fitted("linear", forward, backward)
+
+
+def _fold_scores(pair: Pair, runs: list[MLPRun], prepared: list[FoldData]) -> tuple[EdgeMetrics, EdgeMetrics]:
+    scored = [score(pair, Fitted("mlp", run.f, run.g), fd) for run, fd in zip(runs, prepared, strict=True)]
+    return mean_metrics([s[0] for s in scored]), mean_metrics([s[1] for s in scored])
+
+
+def _combined(m: tuple[EdgeMetrics, EdgeMetrics]) -> tuple[float, float]:
+    return ((m[0].r1 + m[1].r1) / 2, (m[0].mrr + m[1].mrr) / 2)
