@@ -32,7 +32,7 @@ from latent_bridge.training.datasets.splits import Split, cv_folds, holdout_spli
 from latent_bridge.training.datasets.synthetic import make_dataset
 from latent_bridge.training.evaluate import ranks, retrieval_summary
 from latent_bridge.training.grow import add_edge
-from latent_bridge.training.report import score_route
+from latent_bridge.training.report import evaluate_bundle, score_route
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import SpaceStats, fit_linear
 from threadpoolctl import threadpool_limits
@@ -119,7 +119,7 @@ def dataset_dir(name: str, work: Path) -> Path:
     return out
 
 
-def run_seed(name: str, data_dir: Path, work: Path, seed: int) -> dict[str, object]:
+def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path) -> dict[str, object]:
     spec = DATASETS[name]
     edges = list(spec["edges"])  # type: ignore[call-overload]
     load = os.getloadavg()[0]
@@ -144,6 +144,8 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int) -> dict[str, obje
                 routed = score_route(route, data, split, served)
                 direct = Baselines(data[src], data[dst], usable, test, seed).all()["ridge"]
                 result["routes"][f"{src}__{dst}"] = {"path": route, "routed": _pick(routed), "direct_ridge": direct}  # type: ignore[index]
+    if seed == 0:  # the eval report's plots (recall@k, modality gap) for the README
+        evaluate_bundle(work / f"{name}-{seed}", data_dir, out / f"report-{name}")
     if spec["direct"]:
         result["route_choice"] = route_choice(work / f"{name}-{seed}", data_dir, data, split, spec, seed)
     return result
@@ -245,7 +247,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             data_dir = dataset_dir(name, Path(tmp))
-            runs = [run_seed(name, data_dir, Path(tmp), s) for s in args.seeds]
+            runs = [run_seed(name, data_dir, Path(tmp), s, args.out) for s in args.seeds]
             (args.out / f"{name}.json").write_text(json.dumps(runs, indent=2) + "\n")
             texts.append(table(name, runs))
             print(texts[-1], flush=True)
