@@ -10,12 +10,18 @@ quarters sends SIGHUP. Reports requests, responses by status (expected and unexp
 good requests, failures around the reload, and the server's resident memory after warm-up and at the
 end. Bounded in time (``--seconds`` ≤ 600) and in requests (``--max-requests``); loopback only.
 Exit status 1 on any unexpected status or transport error, or memory growth of ``--max-growth`` or more.
+
+``--attack`` runs the soak twice on fresh servers, clean and then beside an attack mix (``--attackers``
+loops sending pinned paths of 40,000 hops, vectors of 3e38, 1 MiB headers and reloads of bundles outside
+the models folder, plus ``--slow-sockets`` connections that never finish their headers, reopened as the
+server cuts them off), and compares the normal requests' p99 and the server's memory between the two.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import secrets
@@ -105,7 +111,96 @@ async def one_request(
     return kind, r.status_code, {401}
 
 
-async def soak(args: argparse.Namespace, base: str, key: str, pid: int) -> tuple[Tally, list[str], int, int]:
+SPAWN = multiprocessing.get_context("spawn")
+ATTACK_KINDS = ("long-path", "huge-values", "huge-headers", "refused-reload")
+
+
+@dataclass
+class Attack:
+    statuses: Counter[tuple[str, int | str]] = field(default_factory=Counter)
+    slow_cut: int = 0  # slow-header connections the server closed
+
+
+async def one_attack(
+    http: httpx.AsyncClient, rng: random.Random, world: dict[str, object], admin: str
+) -> tuple[str, int | str]:
+    pairs: list[tuple[str, str]] = world["pairs"]  # type: ignore[assignment]
+    dims: dict[str, int] = world["dims"]  # type: ignore[assignment]
+    source, target = next(((a, b) for a, b in pairs if a != b), pairs[0])
+    kind = rng.choice(ATTACK_KINDS)
+    try:
+        if kind == "long-path":
+            path = [source, target] * 20_000  # 40,000 hops, under 1 MiB
+            r = await http.post("/translate", json={"from": source, "to": target, "vector": [0.1] * dims[source],
+                                                    "path": path})
+        elif kind == "huge-values":
+            r = await http.post("/retrieve", json={"from": source, "to": target, "vector": [3e38] * dims[source]})
+        elif kind == "huge-headers":
+            r = await http.get("/modalities", headers={"x-big": "a" * (1 << 20)})
+        else:
+            r = await http.post("/admin/reload", json={"bundle": "/etc"}, headers={"x-api-key": admin})
+    except httpx.HTTPError as exc:
+        return kind, type(exc).__name__
+    return kind, r.status_code
+
+
+async def slow_headers(port: int, until: float, attack: Attack) -> None:
+    """Hold a connection whose headers never finish (a byte a second); when the server answers or cuts it
+    off, count it and open another."""
+    while time.monotonic() < until:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"GET /modalities HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            while time.monotonic() < until:
+                writer.write(b"a")
+                await writer.drain()
+                try:
+                    await asyncio.wait_for(reader.read(1024), timeout=1.0)  # the 408, or b"" when closed
+                except TimeoutError:
+                    continue
+                attack.slow_cut += 1
+                break
+        except OSError:
+            attack.slow_cut += 1
+        finally:
+            if writer is not None:
+                writer.close()
+        await asyncio.sleep(0.05)
+
+
+def run_attacks(
+    base: str,
+    key: str,
+    admin: str,
+    world: dict[str, object],
+    seconds: float,
+    attackers: int,
+    slow_sockets: int,
+    results: multiprocessing.Queue[tuple[dict[tuple[str, int | str], int], int]],
+) -> None:
+    """The attack mix for ``seconds``, in a process of its own; its tally goes to ``results``."""
+    attack = Attack()
+    until = time.monotonic() + seconds
+    port = int(base.rsplit(":", 1)[1])
+
+    async def attacker(seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=base, headers={"x-api-key": key}, timeout=30) as http:
+            while time.monotonic() < until:
+                attack.statuses[await one_attack(http, rng, world, admin)] += 1
+
+    async def everything() -> None:
+        slow = [slow_headers(port, until, attack) for _ in range(slow_sockets)]
+        await asyncio.gather(*(attacker(i) for i in range(attackers)), *slow)
+
+    asyncio.run(everything())
+    results.put((dict(attack.statuses), attack.slow_cut))
+
+
+async def soak(
+    args: argparse.Namespace, base: str, key: str, pid: int, admin: str, attack: Attack | None = None
+) -> tuple[Tally, list[str], int, int]:
     headers = {"x-api-key": key}
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     tally = Tally()
@@ -166,7 +261,7 @@ async def soak(args: argparse.Namespace, base: str, key: str, pid: int) -> tuple
             await asyncio.sleep(max(0.0, reload_at - time.monotonic()))
             a = time.monotonic()
             body = {"bundle": str(args.reload_bundle)} if args.reload_bundle else {}
-            r = await http.post("/admin/reload", json=body)
+            r = await http.post("/admin/reload", json=body, headers={"x-api-key": admin})
             window.append((a, time.monotonic()))
             events.append(
                 f"{a - started:6.1f} s  POST /admin/reload -> {r.status_code} "
@@ -191,7 +286,19 @@ async def soak(args: argparse.Namespace, base: str, key: str, pid: int) -> tuple
                 samples.append(f"{time.monotonic() - started:.0f}s:{rss_kib(pid) / 1024:.0f}")
                 await asyncio.sleep(5)
 
+        attacker = None
+        if attack is not None:  # its own process: building attacks must not slow the normal clients down
+            results: multiprocessing.Queue[tuple[dict[tuple[str, int | str], int], int]] = SPAWN.Queue()
+            attacker = SPAWN.Process(
+                target=run_attacks,
+                args=(base, key, admin, world, deadline - time.monotonic(), args.attackers, args.slow_sockets, results),
+            )
+            attacker.start()
         await asyncio.gather(operator(), sampler(), *(worker(i) for i in range(args.concurrency)))
+        if attacker is not None and attack is not None:
+            statuses, attack.slow_cut = await asyncio.to_thread(results.get, True, 60)
+            attack.statuses.update(statuses)
+            attacker.join(timeout=10)
         events.append("RSS MiB over time: " + " ".join(samples))
         rss_end = rss_kib(pid)
         metrics = (await http.get("/metrics")).text
@@ -204,30 +311,20 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q)) * 1000 if values else float("nan")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--reload-bundle", type=Path, help="bundle to reload into (default: the same one)")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--warm-up", type=float, default=None, help="seconds before RSS is first read")
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--max-requests", type=int, default=2_000_000)
-    parser.add_argument("--max-body", type=int, default=1 << 20, help="server's max_body_bytes for the run")
-    parser.add_argument("--max-k", type=int, default=100)
-    parser.add_argument("--max-growth", type=float, default=0.10)
-    parser.add_argument("--no-reload", action="store_true", help="no reload, no SIGHUP (a baseline)")
-    args = parser.parse_args()
-    args.seconds = min(args.seconds, 600.0)
-    args.warm_up = args.warm_up if args.warm_up is not None else min(10.0, args.seconds / 6)
-
-    key = secrets.token_urlsafe(24)
+def serve_and_soak(args: argparse.Namespace, attack: Attack | None) -> tuple[Tally, list[str], int, int, int, str]:
+    """Start a fresh server, soak it (beside ``attack`` when given), stop it."""
+    key, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     port = free_port()
+    models = (args.reload_bundle or args.bundle).resolve().parent
     env = os.environ | {
         "LATENT_BRIDGE_API_KEY": key,
+        "LATENT_BRIDGE_ADMIN_KEY": admin,
+        "LATENT_BRIDGE_MODELS_DIR": str(models),
         "LATENT_BRIDGE_ACCESS_LOG": "false",
-        "LATENT_BRIDGE_LOG_LEVEL": "warning",
+        "LATENT_BRIDGE_LOG_LEVEL": "error",
         "LATENT_BRIDGE_MAX_BODY_BYTES": str(args.max_body),
         "LATENT_BRIDGE_MAX_K": str(args.max_k),
+        "LATENT_BRIDGE_HEADER_TIMEOUT": str(args.header_timeout),
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -241,24 +338,27 @@ def main() -> int:
             for _ in range(600):
                 if process.poll() is not None:
                     log.seek(0)
-                    print(log.read().decode(), file=sys.stderr)
-                    return 1
+                    raise SystemExit(log.read().decode())
                 try:
                     if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-            tally, events, rss_start, rss_end = asyncio.run(soak(args, base, key, process.pid))
+            tally, events, rss_start, rss_end = asyncio.run(soak(args, base, key, process.pid, admin, attack))
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=60)
         log.seek(0)
-        server_log = log.read().decode(errors="replace")
+        return tally, events, rss_start, rss_end, code, log.read().decode(errors="replace")
 
+
+def report(args: argparse.Namespace, title: str, run: tuple[Tally, list[str], int, int, int, str]) -> bool:
+    """Print one run; whether it failed (unexpected answers, failures at the reloads, growth, traceback)."""
+    tally, events, rss_start, rss_end, code, server_log = run
     total = sum(tally.statuses.values()) + sum(n for (k, _), n in tally.unexpected.items() if k == "transport")
     growth = (rss_end - rss_start) / rss_start if rss_start else float("nan")
-    print(f"# soak: {args.bundle} for {args.seconds:g} s, concurrency {args.concurrency}, loopback {base}")
+    print(f"# soak ({title}): {args.bundle} for {args.seconds:g} s, concurrency {args.concurrency}, loopback")
     print()
     for line in events:
         print(f"    {line}")
@@ -279,10 +379,46 @@ def main() -> int:
     )
     print(f"server RSS: {rss_start / 1024:.1f} MiB after warm-up, {rss_end / 1024:.1f} MiB at the end ({growth:+.1%})")
     print(f"server exit after SIGTERM: {code}")
+    print()
     if "Traceback" in server_log:
         print("server log has a traceback:\n" + server_log[-3000:])
-        return 1
-    failed = bool(tally.unexpected) or tally.near_reload.get("failed", 0) > 0 or growth >= args.max_growth
+        return True
+    return bool(tally.unexpected) or tally.near_reload.get("failed", 0) > 0 or growth >= args.max_growth
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--reload-bundle", type=Path, help="bundle to reload into (default: the same one)")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warm-up", type=float, default=None, help="seconds before RSS is first read")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--max-requests", type=int, default=2_000_000)
+    parser.add_argument("--max-body", type=int, default=1 << 20, help="server's max_body_bytes for the run")
+    parser.add_argument("--max-k", type=int, default=100)
+    parser.add_argument("--max-growth", type=float, default=0.10)
+    parser.add_argument("--no-reload", action="store_true", help="no reload, no SIGHUP (a baseline)")
+    parser.add_argument("--attack", action="store_true", help="a clean run, then one beside the attack mix")
+    parser.add_argument("--attackers", type=int, default=4, help="attack loops (long paths, huge values, ...)")
+    parser.add_argument("--slow-sockets", type=int, default=200, help="connections with unfinished headers")
+    parser.add_argument("--header-timeout", type=float, default=2.0, help="server's header_timeout for the run")
+    args = parser.parse_args()
+    args.seconds = min(args.seconds, 600.0)
+    args.warm_up = args.warm_up if args.warm_up is not None else min(10.0, args.seconds / 6)
+
+    clean = serve_and_soak(args, None)
+    failed = report(args, "clean", clean)
+    if not args.attack:
+        return 1 if failed else 0
+    attack = Attack()
+    attacked = serve_and_soak(args, attack)
+    failed = report(args, "beside the attack mix", attacked) or failed
+    print("attack answers: " + ", ".join(f"{k} {s}: {n}" for (k, s), n in sorted(attack.statuses.items(), key=str)))
+    print(f"slow-header connections cut off by the server: {attack.slow_cut}")
+    p99 = percentile(clean[0].latencies, 99), percentile(attacked[0].latencies, 99)
+    print(f"normal requests' p99: clean {p99[0]:.1f} ms, under attack {p99[1]:.1f} ms ({p99[1] / p99[0]:.2f}×)")
+    growth = [(r[3] - r[2]) / r[2] for r in (clean, attacked)]
+    print(f"server RSS growth: clean {growth[0]:+.1%}, under attack {growth[1]:+.1%}")
     return 1 if failed else 0
 
 

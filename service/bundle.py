@@ -17,6 +17,7 @@ from pathlib import Path
 
 import faiss
 from latent_bridge.service.encoders import Encoder, open_encoders
+from latent_bridge.service.errors import NoGallery
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
@@ -59,6 +60,17 @@ class Bundle:
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
 
+    def gallery(self, modality: str) -> Gallery:
+        """The gallery of ``modality``: ``UnknownModality`` or ``NoGallery`` (naming those there are) otherwise."""
+        self.graph.require(modality)
+        found = self.galleries.get(modality)
+        if found is None:
+            raise NoGallery(
+                f"modality {modality!r} has no gallery; galleries: {sorted(self.galleries)}",
+                galleries=sorted(self.galleries),
+            )
+        return found
+
 
 @dataclass(frozen=True)
 class LoadLimits:
@@ -66,7 +78,7 @@ class LoadLimits:
 
     manifest_bytes: int = MAX_MANIFEST_BYTES
     translator_bytes: int = 256 << 20
-    encoder_threads: int = 2  # not a limit, but read from the settings at the same two places
+    encoder_threads: int = 1  # not a limit, but read from the settings at the same two places
     warm_up_seconds: float = 10.0
 
 

@@ -36,11 +36,21 @@ class ServiceError(Exception):
         self.extra = extra
 
 
+MAX_ECHO = 80  # characters of a caller's value quoted back in an error
+
+
+def echo(value: str) -> str:
+    """A caller's value as an error quotes it: repr'd, and cut short when long (never echo megabytes)."""
+    if len(value) <= MAX_ECHO:
+        return repr(value)
+    return f"{value[:MAX_ECHO]!r}… ({len(value)} characters)"
+
+
 class UnknownModality(ServiceError):
     status, slug, title = 404, "unknown-modality", "Unknown modality"
 
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown modality {name!r}; known modalities: {', '.join(known)}", known=known)
+        super().__init__(f"unknown modality {echo(name)}; known modalities: {', '.join(known)}", known=known)
 
 
 class UnknownItem(ServiceError):

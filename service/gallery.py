@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from latent_bridge.service.errors import UnknownItem
+from latent_bridge.service.errors import UnknownItem, echo
 from latent_bridge.service.manifest import BundleError, GallerySpec
 from latent_bridge.service.translate import Matrix
 
@@ -163,7 +163,7 @@ class Gallery:
         if row is None:
             examples = ", ".join(self.ids[:3])
             raise UnknownItem(
-                f"no item {item!r} in the {self.modality!r} gallery (ids look like: {examples})",
+                f"no item {echo(item)} in the {self.modality!r} gallery (ids look like: {examples})",
                 modality=self.modality,
             )
         return row

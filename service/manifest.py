@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -262,15 +263,17 @@ class Manifest(_Strict):
     def modality(self, name: str) -> ModalitySpec:
         return next(m for m in self.modalities if m.name == name)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Short identity of this bundle's content: a hash over its files' hashes."""
+        """Short identity of this bundle's content: a hash over its files' hashes and the manifest itself
+        (which holds the metrics routing reads: a metrics-only change is another bundle)."""
         parts = sorted(
             [e.sha256 for e in self.edges]
             + [g.index_sha256 for g in self.galleries]
             + [f.sha256 for enc in self.encoders for f in enc.files]
         )
-        return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+        manifest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return hashlib.sha256(("".join(parts) + manifest).encode()).hexdigest()[:16]
 
 
 def read_manifest(bundle_dir: Path, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:

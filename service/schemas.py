@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from latent_bridge.service import examples
 from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 Encoding = Literal["float", "base64"]
 MAX_PATH = 64  # entries of a pinned path; the bundle's own bound (one per modality) is checked by the graph
@@ -170,8 +170,8 @@ class TranslateRequest(RawInput, _Request):
 
     source: str = Field(alias="from", description="Modality of the input vectors.")
     target: str = Field(alias="to", description="Modality to translate into.")
-    vectors: list[list[float]] | str | None = Field(default=None, description=VECTORS_DOC)
-    vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
+    vectors: list[list[StrictFloat]] | str | None = Field(default=None, description=VECTORS_DOC)
+    vector: list[StrictFloat] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = Field(default="float", description="How vectors are sent and returned.")
     path: list[str] | None = Field(
         default=None,
@@ -235,8 +235,8 @@ class RetrieveRequest(RawInput, _Request):
 
     source: str = Field(alias="from", description="Modality of the query vectors.")
     target: str = Field(alias="to", description="Modality whose gallery is searched.")
-    vectors: list[list[float]] | str | None = Field(default=None, description=VECTORS_DOC)
-    vector: list[float] | str | None = Field(default=None, description=VECTOR_DOC)
+    vectors: list[list[StrictFloat]] | str | None = Field(default=None, description=VECTORS_DOC)
+    vector: list[StrictFloat] | str | None = Field(default=None, description=VECTOR_DOC)
     encoding: Encoding = "float"
     k: int = Field(default=10, ge=1, description="Results per query (at most the server's max_k).")
     path: list[str] | None = Field(
@@ -328,13 +328,15 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    """With ``LATENT_BRIDGE_READYZ_DETAILS=false`` only ``status``: the probe is open without a key."""
+
     status: Literal["ready"] = "ready"
-    bundle: str
-    fingerprint: str
-    modalities: int
-    edges: int
-    galleries: int
-    load_seconds: float
+    bundle: str | None = None
+    fingerprint: str | None = None
+    modalities: int | None = None
+    edges: int | None = None
+    galleries: int | None = None
+    load_seconds: float | None = None
 
 
 class ReloadRequest(_Request):

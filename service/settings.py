@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=60.0, gt=0, le=3600, description="Longest audio file accepted.")
     max_text_chars: int = Field(default=10_000, ge=1, description="Longest raw text accepted, in characters.")
     encoder_threads: int = Field(
-        default=2, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
+        default=1, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
     )
     max_manifest_bytes: int = Field(
         default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
@@ -132,6 +132,10 @@ class Settings(BaseSettings):
         default=None,
         description="The folder POST /admin/reload may name bundles in (default: the folder holding "
         "LATENT_BRIDGE_BUNDLE); a bundle outside it is refused.",
+    )
+    readyz_details: bool = Field(
+        default=True,
+        description="Whether /readyz, open without a key, names the bundle, its fingerprint and counts.",
     )
     cors_origins: list[str] = Field(
         default_factory=list,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from latent_bridge.service.deps import BundleDep
+from latent_bridge.service.deps import BundleDep, SettingsDep
 from latent_bridge.service.responses import problems
 from latent_bridge.service.schemas import Health, Readiness
 
@@ -16,9 +16,18 @@ async def healthz() -> Health:
     return Health()
 
 
-@router.get("/readyz", response_model=Readiness, responses=problems(503), summary="Readiness")
-async def readyz(bundle: BundleDep) -> Readiness:
-    """200 once the bundle is validated, loaded and its translators warmed up; 503 before."""
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses=problems(503),
+    summary="Readiness",
+)
+async def readyz(bundle: BundleDep, settings: SettingsDep) -> Readiness:
+    """200 once the bundle is validated, loaded and its translators warmed up; 503 before. Names the
+    bundle unless the server keeps that to keyed routes (`LATENT_BRIDGE_READYZ_DETAILS=false`)."""
+    if not settings.readyz_details:
+        return Readiness()
     manifest = bundle.manifest
     return Readiness(
         bundle=manifest.name,

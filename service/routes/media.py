@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 from latent_bridge.service.deps import BundleDep
 from latent_bridge.service.errors import NoMedia
 from latent_bridge.service.responses import problems
-from latent_bridge.service.routes.retrieve import gallery_of
 from starlette.responses import Response
 
 router = APIRouter(tags=["retrieval"])
@@ -33,7 +32,7 @@ async def get_media(
 ) -> Response:
     """The media the bundle ships (thumbnails) or points at (an installed folder) for item `id` of the
     `modality` gallery; 404 when the item has none here."""
-    gallery = gallery_of(bundle, modality)
+    gallery = bundle.gallery(modality)
     media = bundle.media.get(modality)
     if media is None:
         gallery.row_of(item)

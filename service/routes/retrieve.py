@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from latent_bridge.service import examples
-from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
-from latent_bridge.service.errors import KOutOfRange, NoGallery
+from latent_bridge.service.errors import KOutOfRange
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
@@ -24,17 +23,6 @@ from starlette.responses import Response
 router = APIRouter(tags=["retrieval"], route_class=RawInputRoute)
 # A flat search with more multiply-adds than this goes to a worker thread instead of the event loop.
 INLINE_SEARCH_WORK = 4_000_000
-
-
-def gallery_of(bundle: Bundle, modality: str) -> Gallery:
-    bundle.graph.require(modality)
-    gallery = bundle.galleries.get(modality)
-    if gallery is None:
-        raise NoGallery(
-            f"modality {modality!r} has no gallery; galleries: {sorted(bundle.galleries)}",
-            galleries=sorted(bundle.galleries),
-        )
-    return gallery
 
 
 def check_k(k: int, limit: int) -> None:
@@ -108,7 +96,7 @@ async def retrieve_by_id(
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
     route = served.bundle.graph.resolve(source, target)
-    query_gallery, gallery = gallery_of(served.bundle, source), gallery_of(served.bundle, target)
+    query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
     x = query_gallery.vector(query_gallery.row_of(item))
     if inline(served, route, gallery, x.size):
         content = search(served, route, x, gallery, k, [item])
@@ -138,7 +126,7 @@ async def retrieve_by_vectors(
     (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
-    gallery = gallery_of(served.bundle, body.target)
+    gallery = served.bundle.gallery(body.target)
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
     if not has_raw(body) and inline(served, route, gallery, count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)

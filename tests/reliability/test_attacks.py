@@ -458,3 +458,21 @@ def test_a_slow_model_neither_holds_up_a_reload_nor_blocks_the_event_loop(
             took = time.monotonic() - took
             assert answer.status_code == 200, answer.text
             assert worst < took / 2, (worst, took)
+
+
+def test_long_values_are_not_echoed_and_floats_are_strict(server: Server) -> None:
+    """A 1 MB modality name or a 40 kB id was quoted back whole; "0.1" and true passed as floats."""
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        name = http.post("/translate", json={"from": "m" * 1_000_000, "to": "b", "vector": VECTOR})
+        assert name.status_code == 404 and len(name.content) < 2048 and "1000000 characters" in name.text
+        item = http.get("/retrieve", params={"from": "a", "to": "b", "id": "i" * 40_000})
+        assert item.status_code == 404 and len(item.content) < 2048, len(item.content)
+        for wrong in (["0.1"] * DIM, [True] * DIM):
+            refused = http.post("/translate", json={"from": "a", "to": "b", "vector": wrong})
+            assert refused.status_code == 422, refused.text
+        assert http.post("/translate", json={"from": "a", "to": "b", "vector": [1] * DIM}).status_code == 200
+
+
+def test_readyz_can_keep_the_bundle_to_itself(bundle_one: Path) -> None:
+    with running_server(bundle_one, env={"LATENT_BRIDGE_READYZ_DETAILS": "false"}) as server:
+        assert httpx.get(f"{server.base}/readyz").json() == {"status": "ready"}

@@ -139,3 +139,10 @@ def test_a_bad_bundle_is_refused_naming_file_and_reason(
 def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not a bundle folder"):
         load_bundle(tmp_path / "nope")
+
+
+def test_the_fingerprint_covers_the_manifest(chain_bundle: Path, bundle_copy: Callable[[Path], Path]) -> None:
+    """Metrics decide routing: a bundle whose manifest alone changed is another bundle."""
+    edited = bundle_copy(chain_bundle)
+    edit_manifest(edited, lambda m: m["edges"][0]["metrics"].update(cycle_cosine=0.5))
+    assert load_bundle(edited).fingerprint != load_bundle(chain_bundle).fingerprint
