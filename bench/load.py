@@ -264,12 +264,11 @@ def main() -> None:
     def body(**fields: object) -> bytes:
         return json.dumps({"from": source, "to": target, **fields}).encode()
 
+    first_id = bundle.galleries[source].table.first_ids(1)[0]
     work: dict[str, Callable[[], object]] = {
         "translate 1": lambda: unit_rows(run_route(bundle.translators, route, one)),
         f"translate {args.batch}": lambda: unit_rows(run_route(bundle.translators, route, batch)),
-        "retrieve 1": lambda: gallery.hits(
-            *(a[0] for a in gallery.search(run_route(bundle.translators, route, one), args.k))
-        ),
+        "retrieve 1": lambda: gallery.search(run_route(bundle.translators, route, one), args.k),
     }
     scenarios: list[tuple[str, str, bytes, int]] = [
         ("translate 1", "JSON", http_request("POST", "/translate", body(vector=one[0].tolist())), 1),
@@ -300,9 +299,7 @@ def main() -> None:
         (
             "retrieve 1",
             f"GET by id, k={args.k}",
-            http_request(
-                "GET", f"/retrieve?from={source}&to={target}&id={bundle.galleries[source].ids[0]}&k={args.k}"
-            )
+            http_request("GET", f"/retrieve?from={source}&to={target}&id={first_id}&k={args.k}")
             if source in bundle.galleries
             else b"",
             1,

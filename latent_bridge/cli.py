@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from latent_bridge.service.manifest import Manifest as ManifestLike
     from latent_bridge.training.config import TrainConfig as TrainConfigLike
+    from latent_bridge.training.indexing import IndexOptions as IndexOptionsLike
 
 from latent_bridge import __version__
 from latent_bridge.service.manifest import BundleError
 
 TRAIN_HINT = "training needs the train extra: pip install torch==2.13.0 'latent-bridge[train]'"
+INDEX_HINT = "indexing needs faiss and onnxruntime: pip install 'latent-bridge[serve]' tqdm"
 SERVE_HINT = "serving needs the serve extra: pip install 'latent-bridge[serve]'"
 
 
@@ -44,9 +46,88 @@ def cmd_train(args: argparse.Namespace) -> None:
         import latent_bridge.training.train as training_train
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
-    manifest = training_train.train(_config(args))
+    if args.gallery_data is not None:
+        manifest = _train_with_galleries(args, training_train.train)
+    else:
+        manifest = training_train.train(_config(args))
     print(f"wrote bundle {args.out} ({len(manifest.edges)} edges)")
     _print_edges(manifest)
+
+
+def _train_with_galleries(args: argparse.Namespace, train: Callable[[TrainConfigLike], ManifestLike]) -> ManifestLike:
+    """Train into a hidden bundle, then index the corpora of --gallery-data into the one asked for."""
+    import shutil
+
+    from latent_bridge.training.indexing import corpus_files, index_corpora
+
+    corpora = corpus_files(args.gallery_data)
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"{out}: a bundle already exists there; bundles are immutable, pick a new name")
+    trained = out.with_name(f".{out.name}.trained")
+    shutil.rmtree(trained, ignore_errors=True)
+    try:
+        train(_config(args, out=trained))
+        return index_corpora(trained, corpora, out, _index_options(args), same_run=True)
+    finally:
+        shutil.rmtree(trained, ignore_errors=True)
+
+
+def _index_options(args: argparse.Namespace, default_type: str = "auto") -> IndexOptionsLike:
+    from latent_bridge.training.indexing import IndexOptions
+
+    return IndexOptions(
+        index_type=getattr(args, "gallery_index_type", None) or default_type,
+        memory_budget=_bytes(args.memory_budget) if getattr(args, "memory_budget", None) else None,
+        target_recall=getattr(args, "target_recall", None) or 0.95,
+        queries=getattr(args, "queries", None),
+        progress=not args.quiet,
+    )
+
+
+def _bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 2G or 512M") from None
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.training.indexing import index_corpora
+    except ModuleNotFoundError as exc:
+        _need(INDEX_HINT)(exc)
+    manifest = index_corpora(args.bundle, {args.modality: args.data}, args.out, _index_options(args))
+    _print_galleries(manifest, args.out, [args.modality])
+
+
+def cmd_compact(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.training.indexing import compact
+    except ModuleNotFoundError as exc:
+        _need(INDEX_HINT)(exc)
+    manifest = compact(args.bundle, args.out, _index_options(args, default_type="same"))
+    _print_galleries(manifest, args.out, manifest.lineage.new_galleries)
+
+
+def _print_galleries(manifest: ManifestLike, out: Path, names: list[str]) -> None:
+    print(f"wrote bundle {out}")
+    for g in manifest.galleries:
+        if g.modality not in names:
+            continue
+        t = g.search
+        measured = (
+            f"recall@10 {t.recall_at_10:.3f} at {t.parameter or 'exact'}={t.value or '-'}, p50 {t.p50_ms} ms"
+            if t.recall_at_10 is not None
+            else "not measured"
+        )
+        folded = manifest.lineage.folded_writes.get(g.modality)
+        print(f"  {g.modality:>8}: {g.size} items, {g.index_type}; {measured}"
+              + (f"; {folded} logged writes folded in" if folded else ""))
 
 
 def _config(args: argparse.Namespace, **fixed: object) -> TrainConfigLike:
@@ -201,6 +282,20 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _gallery_options(parser: argparse.ArgumentParser, type_flag: str, default_help: str = "auto") -> None:
+    """How galleries are indexed (index, compact, train --gallery-data)."""
+    parser.add_argument(type_flag, dest="gallery_index_type", default=None,
+                        choices=["auto", "flat", "hnsw", "ivf", "ivf-pq", "same"],
+                        help=f"default {default_help}: exact for small galleries, HNSW above, "
+                        "IVF-PQ over --memory-budget")
+    parser.add_argument("--memory-budget", dest="memory_budget", default=None,
+                        help="most memory the index may take, e.g. 2G (auto picks IVF-PQ above it)")
+    parser.add_argument("--target-recall", dest="target_recall", type=float, default=None,
+                        help="recall@10 against exact search to tune the search effort to (default 0.95)")
+    parser.add_argument("--queries", type=Path, default=None,
+                        help="Parquet of held-out query embeddings of the modality (default: translated training rows)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latent-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -212,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="new bundle folder, e.g. models/NAME")
     train.add_argument("--edges", type=parse_edges, default=None,
                        help="pairs to train, e.g. audio:text,image:text (each gives both directions)")
+    train.add_argument("--gallery-data", dest="gallery_data", type=Path, default=None,
+                       help="folder of <modality>.parquet corpora to index as those modalities' galleries")
     _training_options(train)
+    _gallery_options(train, "--gallery-index-type")
     train.set_defaults(func=cmd_train)
 
     grow = sub.add_parser("add-modality", help="new bundle = an existing one + a modality linked to some of its own")
@@ -232,6 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
     late.add_argument("--out", type=Path, required=True)
     _training_options(late)
     late.set_defaults(func=cmd_add_edge)
+
+    index = sub.add_parser("index", help="new bundle = an existing one with a modality's gallery built from a corpus")
+    index.add_argument("--bundle", type=Path, required=True, help="the bundle (left untouched)")
+    index.add_argument("--modality", required=True, help="the gallery's modality, one of the bundle's")
+    index.add_argument("--data", type=Path, required=True,
+                       help="corpus Parquet: id, embedding, any payload columns (no sample needed)")
+    index.add_argument("--out", type=Path, required=True, help="the new bundle folder")
+    _gallery_options(index, "--index-type")
+    index.add_argument("--quiet", action="store_true", help="no progress bars")
+    index.set_defaults(func=cmd_index)
+
+    compact = sub.add_parser("compact",
+                             help="new bundle = an existing one with its galleries' run-time writes folded in")
+    compact.add_argument("--bundle", type=Path, required=True, help="the bundle whose <bundle>.writes/ log to fold")
+    compact.add_argument("--out", type=Path, required=True, help="the new bundle folder")
+    _gallery_options(compact, "--index-type", default_help="same (each gallery keeps its type)")
+    compact.add_argument("--quiet", action="store_true", help="no progress bars")
+    compact.set_defaults(func=cmd_compact)
 
     ev = sub.add_parser("eval", help="recompute a bundle's metrics on a dataset and write a report")
     ev.add_argument("--bundle", type=Path, required=True)

@@ -33,6 +33,7 @@ from latent_bridge.service.reload import Reloader
 from latent_bridge.service.routes import (
     admin,
     embed,
+    galleries,
     graph,
     health,
     media,
@@ -59,6 +60,11 @@ TAGS = [
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 ADMIN_TAG = {"name": "admin", "description": "Hot reload. Present only when the server has an admin key."}
+GALLERIES_TAG = {
+    "name": "galleries",
+    "description": "Writes to galleries at run time, durable before the answer. Present only when the server "
+    "has an admin key.",
+}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -138,7 +144,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         title="Latent Bridge",
         version=version("latent-bridge"),
         description=DESCRIPTION,
-        openapi_tags=[*TAGS, ADMIN_TAG] if with_admin else TAGS,
+        openapi_tags=[*TAGS, ADMIN_TAG, GALLERIES_TAG] if with_admin else TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
         docs_url=None,  # served from our own assets (docs.py), never from a CDN
@@ -175,13 +181,14 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             allow_headers=["content-type", "x-api-key", "authorization", "x-request-id"],
             expose_headers=["x-request-id"],
         )
-    for router in (translate.router, retrieve.router, graph.router, health.router):
+    for router in (translate.router, retrieve.router, galleries.reader, graph.router, health.router):
         app.include_router(router)
     for router in (embed.router, media.router, page.router):
         app.include_router(router)
     app.include_router(metrics.router)
-    if with_admin:  # admin routes exist only behind the admin key
+    if with_admin:  # admin routes, gallery writes included, exist only behind the admin key
         app.include_router(admin.router)
+        app.include_router(galleries.writer)
     return app
 
 

@@ -173,9 +173,9 @@ def _open_galleries(bundle_dir: Path, manifest: Manifest) -> dict[str, Gallery]:
     for spec in manifest.galleries:
         if spec.modality in galleries:
             raise BundleError(f"{bundle_dir / 'manifest.json'}: two galleries for modality {spec.modality!r}")
-        checked_file(bundle_dir, spec.index_file, spec.index_sha256)
-        checked_file(bundle_dir, spec.ids_file, spec.ids_sha256)
-        gallery = open_gallery(spec, bundle_dir, manifest.modality(spec.modality).dim)
+        for relative, digest in spec.files():
+            checked_file(bundle_dir, relative, digest)
+        gallery = open_gallery(spec, bundle_dir, manifest)
         if gallery.size:
             gallery.search(gallery.vector(0), 1)  # warm-up: touch the index once
         galleries[spec.modality] = gallery

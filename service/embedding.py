@@ -8,7 +8,7 @@ Exactly one input is allowed per request. Raw input must be of the kind the moda
 from __future__ import annotations
 
 from latent_bridge.service.bundle import Bundle
-from latent_bridge.service.errors import EmptyBatch, MalformedVectors, NoEncoder, WrongInputKind
+from latent_bridge.service.errors import EmptyBatch, MalformedInput, NoEncoder, WrongInputKind
 from latent_bridge.service.rawinput import RawLimits
 from latent_bridge.service.schemas import Encoding, RawInput
 from latent_bridge.service.settings import Settings
@@ -32,7 +32,7 @@ def raw_kind(body: RawInput) -> str | None:
     """The one raw field given, if any."""
     given = [k for k in RAW_KINDS if getattr(body, k) is not None]
     if len(given) > 1:
-        raise MalformedVectors(f"give one input, not {' and '.join(given)}")
+        raise MalformedInput(f"give one input, not {' and '.join(given)}")
     return given[0] if given else None
 
 
@@ -78,7 +78,7 @@ def query_matrix(
     """The request's query vectors: embedded raw input, or the decoded ``vector``/``vectors``."""
     if has_raw(body):
         if vectors is not None or vector is not None:
-            raise MalformedVectors("give either vectors or raw input (text, image, audio), not both")
+            raise MalformedInput("give either vectors or raw input (text, image, audio), not both")
         return embed_raw(bundle, settings, modality, body)
     spec = bundle.modalities[modality]
     return decode(vectors, vector, encoding, spec.name, spec.dim, settings.max_batch, settings.max_vector_length)

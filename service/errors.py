@@ -102,6 +102,26 @@ class KOutOfRange(ServiceError):
         super().__init__(f"k must be between 1 and {limit}, got {k}", minimum=1, limit=limit, got=k)
 
 
+class EffortOutOfRange(ServiceError):
+    status, slug, title = 422, "effort-out-of-range", "Search effort out of range"
+
+
+class UnknownPayloadColumn(ServiceError):
+    status, slug, title = 422, "unknown-payload-column", "Unknown payload column"
+
+
+class InvalidWrite(ServiceError):
+    status, slug, title = 422, "invalid-write", "Gallery write refused"
+
+
+class WritesUnavailable(ServiceError):
+    status, slug, title = 409, "writes-unavailable", "This server takes no gallery writes"
+
+
+class WriteFailed(ServiceError):
+    status, slug, title = 503, "write-failed", "The write could not be made durable"
+
+
 class MalformedVectors(ServiceError):
     status, slug, title = 422, "malformed-vectors", "Vectors cannot be decoded"
 

@@ -29,7 +29,8 @@ ONNX_OUTPUT = "output"
 
 EdgeKind = Literal["identity", "centroid", "procrustes", "ridge", "cca", "mlp"]
 EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "procrustes", "ridge", "cca", "mlp")
-IndexType = Literal["flat", "ivf", "hnsw"]
+IndexType = Literal["flat", "ivf", "hnsw", "ivf-pq"]
+INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf", "hnsw", "ivf-pq")
 
 
 def edge_key(source: str, target: str) -> str:
@@ -41,9 +42,16 @@ def translator_file(source: str, target: str) -> str:
     return f"{TRANSLATORS_DIR}/{edge_key(source, target)}.onnx"
 
 
-def gallery_files(modality: str) -> tuple[str, str]:
-    """The FAISS index and its id/payload table of ``modality``'s gallery, relative to the bundle."""
-    return f"{INDEX_DIR}/{modality}.faiss", f"{INDEX_DIR}/{modality}.parquet"
+def gallery_files(modality: str) -> dict[str, str]:
+    """The files of ``modality``'s gallery, relative to the bundle: the FAISS index, the id/payload table
+    (Arrow IPC), the raw vectors and the id lookup (.npy). Bundles written before these last three may
+    hold a Parquet id table instead; the service reads both."""
+    return {
+        "index": f"{INDEX_DIR}/{modality}.faiss",
+        "ids": f"{INDEX_DIR}/{modality}.arrow",
+        "vectors": f"{INDEX_DIR}/{modality}.vectors.npy",
+        "lookup": f"{INDEX_DIR}/{modality}.lookup.npy",
+    }
 
 
 class BundleError(Exception):
@@ -114,20 +122,73 @@ class EdgeSpec(_Strict):
         return edge_key(self.source, self.target)
 
 
+class GallerySearch(_Strict):
+    """How an approximate gallery is searched, and what that was measured to give (exact: no parameter)."""
+
+    parameter: Literal["efSearch", "nprobe"] | None = Field(
+        default=None, description="The search-effort knob of the index type; none for exact search."
+    )
+    value: int | None = Field(default=None, ge=1, description="Its tuned value, used by default.")
+    limit: int | None = Field(default=None, ge=1, description="The most a request may raise it to.")
+    rerank: int = Field(
+        default=1, ge=1, description="Candidates per wanted result that are re-scored exactly (IVF-PQ)."
+    )
+    target_recall: float | None = Field(default=None, description="Recall@10 against exact search aimed for.")
+    recall_at_10: float | None = Field(default=None, description="Measured recall@10 at `value`.")
+    p50_ms: float | None = Field(default=None, description="Measured single-query latency at `value`.")
+    p99_ms: float | None = None
+    queries: int = Field(default=0, ge=0, description="Held-out queries the measurement used.")
+    query_source: str = Field(default="", description="Where those queries came from.")
+
+
 class GallerySpec(_Strict):
     modality: str
     index_file: str = Field(description="FAISS index, relative to the bundle.")
     index_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    ids_file: str = Field(description="Parquet with `id` and payload columns, row i = vector i.")
+    ids_file: str = Field(
+        description="`id`, optional `sample` and payload columns, row i = vector i: Arrow IPC "
+        "(memory-mapped), or Parquet in older bundles."
+    )
     ids_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     index_type: IndexType = "flat"
     size: int = Field(ge=0)
+    vectors_file: str | None = Field(
+        default=None, description="Raw float32 embeddings (.npy, memory-mapped), row i = vector i."
+    )
+    vectors_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    lookup_file: str | None = Field(
+        default=None, description="Sorted 64-bit id hashes and their rows (.npy, shape (2, n))."
+    )
+    lookup_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    search: GallerySearch = Field(default_factory=GallerySearch)
+    source: str | None = Field(default=None, description="The corpus file the gallery was indexed from.")
+
+    def files(self) -> list[tuple[str, str]]:
+        """Every file of the gallery with its sha256."""
+        pairs = [(self.index_file, self.index_sha256), (self.ids_file, self.ids_sha256)]
+        for file, digest in ((self.vectors_file, self.vectors_sha256), (self.lookup_file, self.lookup_sha256)):
+            if file is not None and digest is not None:
+                pairs.append((file, digest))
+        return pairs
+
+    @model_validator(mode="after")
+    def _paired(self) -> GallerySpec:
+        for name in ("vectors", "lookup"):
+            if (getattr(self, f"{name}_file") is None) != (getattr(self, f"{name}_sha256") is None):
+                raise ValueError(f"gallery {self.modality!r}: {name}_file and {name}_sha256 go together")
+        return self
 
 
 class Lineage(_Strict):
     parent: str | None = Field(default=None, description="Name of the bundle this one grew from.")
     parent_fingerprint: str | None = None
     new_edges: list[str] = Field(default_factory=list, description="Edges `src__dst` trained for this bundle.")
+    new_galleries: list[str] = Field(
+        default_factory=list, description="Modalities whose gallery was (re)built for this bundle."
+    )
+    folded_writes: dict[str, int] = Field(
+        default_factory=dict, description="Per modality, run-time writes of the parent folded in by `compact`."
+    )
 
 
 EncoderKind = Literal["onnx-text", "onnx-image", "ctranslate2-whisper"]

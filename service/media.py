@@ -42,14 +42,13 @@ class Media:
 
     def get(self, gallery: Gallery, item: str) -> tuple[bytes, str]:
         """(bytes, content type) of the item's media, or ``NoMedia``."""
-        gallery.row_of(item)  # 404 unknown-item for an id the gallery lacks
+        hit, _ = gallery.get(item)  # 404 unknown-item for an id the gallery lacks
         if item in self.files:
             content_type, data = self.files[item]
             return data, content_type
         if self.root is None:
             raise NoMedia(f"item {item!r} of {self.spec.modality!r} has no media here", modality=self.spec.modality)
-        names = gallery.payload.get(self.spec.column)
-        relative = names[gallery.row_of(item)] if names is not None else None
+        relative = hit.payload.get(self.spec.column)
         path = (self.root / relative).resolve() if isinstance(relative, str) and relative else None
         if (
             path is None

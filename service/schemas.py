@@ -22,6 +22,21 @@ VECTOR_DOC = (
 )
 
 
+K_CEILING = 10_000  # the largest max_k a server may be configured with; the served schema states its own
+K_DOC = "Results per query, at most the server's max_k (the `maximum` here)."
+EFFORT_CEILING = 4096
+EFFORT_DOC = (
+    "Search effort for an approximate gallery (HNSW efSearch, IVF nprobe): at least the value tuned at "
+    "indexing time (the default) and at most the gallery's limit; ignored by exact galleries."
+)
+WHERE_DOC = (
+    "Keep only items whose payload matches every condition: `column: value` (equality) or "
+    "`column: [v1, v2]` (in the list)."
+)
+EXCLUDE_SELF_DOC = "Leave each query item itself out of its results (queries by id)."
+WhereValue = str | int | float | bool | None
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
@@ -69,10 +84,20 @@ class Problem(BaseModel):
     request_id: str | None = Field(default=None, description="Also in the X-Request-ID response header.")
 
 
+class GallerySearchInfo(BaseModel):
+    parameter: str | None = Field(description="efSearch (HNSW), nprobe (IVF) or none (exact).")
+    value: int | None = Field(description="The tuned value, used unless a request asks for more effort.")
+    limit: int | None = Field(description="The most effort a request may ask for.")
+    recall_at_10: float | None = Field(description="Measured recall@10 against exact search at `value`.")
+    p50_ms: float | None = Field(description="Measured single-query latency at `value` (in-process).")
+
+
 class GalleryInfo(BaseModel):
-    size: int
+    size: int = Field(description="Items in the bundle's gallery.")
+    count: int = Field(description="Items served now: the bundle's, less deletions, plus run-time writes.")
     index_type: IndexType
     payload: list[str] = Field(description="Payload columns returned with each hit.")
+    search: GallerySearchInfo
 
 
 class ModalityInfo(BaseModel):
@@ -237,11 +262,24 @@ class RetrieveRequest(RawInput, _Request):
     target: str = Field(alias="to", description="Modality whose gallery is searched.")
     vectors: list[list[StrictFloat]] | str | None = Field(default=None, description=VECTORS_DOC)
     vector: list[StrictFloat] | str | None = Field(default=None, description=VECTOR_DOC)
+    ids: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Ids of stored items of the `from` gallery as the queries, instead of vectors.",
+        examples=[["audio-7", "audio-9"]],
+    )
     encoding: Encoding = "float"
-    k: int = Field(default=10, ge=1, description="Results per query (at most the server's max_k).")
+    k: int = Field(default=10, ge=1, le=K_CEILING, description=K_DOC)
     path: list[str] | None = Field(
         default=None, max_length=MAX_PATH, description="Pin the translation route: a simple path, as in /translate."
     )
+    where: dict[str, WhereValue | list[WhereValue]] | None = Field(
+        default=None,
+        description=WHERE_DOC,
+        examples=[{"label": "dog", "colour": ["red", "blue"]}],
+    )
+    exclude_self: bool = Field(default=False, description=EXCLUDE_SELF_DOC)
+    effort: int | None = Field(default=None, ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)
 
 
 class Hit(BaseModel):
@@ -290,6 +328,47 @@ class RetrieveResponse(BaseModel):
     fidelity: float
     k: int
     results: list[QueryHits]
+
+
+class ItemsUpsert(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"ids": ["img-1001"], "vectors": [[0.12, -0.3, 0.05]], "payload": [{"caption": "A red kite."}]},
+                {"ids": ["img-1002", "img-1003"], "vectors": "zczMPZqZmb4AAAA/zczMPZqZmb4AAAA/", "encoding": "base64"},
+            ]
+        }
+    )
+
+    ids: list[str] = Field(min_length=1, description="Ids of the items; an existing id is replaced.")
+    vectors: list[list[float]] | str = Field(
+        description="Raw embeddings of the gallery's modality, one per id (the gallery centres them itself). "
+        + VECTORS_DOC
+    )
+    encoding: Encoding = "float"
+    payload: list[dict[str, Any]] | None = Field(
+        default=None, description="One object per id, with the gallery's payload columns (others are refused)."
+    )
+
+
+class ItemsDelete(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": ["img-1001"]}]})
+
+    ids: list[str] = Field(min_length=1, description="Ids to remove; ids not in the gallery are listed back.")
+
+
+class WriteResponse(BaseModel):
+    modality: str
+    written: int = Field(description="Items inserted, replaced or deleted; durable before this answer.")
+    missing: list[str] = Field(default_factory=list, description="Ids of a delete that were not there.")
+    count: int = Field(description="Items the gallery serves now.")
+
+
+class Item(BaseModel):
+    id: str
+    sample: str
+    payload: dict[str, Any]
+    vector: list[float] = Field(description="The stored raw embedding.")
 
 
 class EmbedRequest(RawInput, _Request):

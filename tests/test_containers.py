@@ -27,6 +27,7 @@ from requirements import requirements  # noqa: E402
 
 # Where the trainer image gets torch; here pip's own index and find-links (CI has no route to the CPU index).
 JSON_HEADERS = {"content-type": "application/json"}
+PACKAGE_DIRS = ("latent_bridge", "service", "training")
 LOCAL_ARGS = {"TORCH_INDEX": os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")}
 
 
@@ -115,6 +116,19 @@ def test_images_run_the_documented_commands() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     assert "condition: service_completed_successfully" in compose
     assert "/readyz" in compose and "/readyz" in (DOCKER / "api.Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("name", ["api.Dockerfile", "trainer.Dockerfile"])
+def test_the_package_is_built_once_after_its_sources_are_copied(name: str) -> None:
+    """No build against stub files (the stale build/ that broke `docker compose up`): dependencies come from
+    docker/requirements.py, and the only `pip install .` runs after every package folder is copied."""
+    steps = instructions(name)
+    builds = [i for i, (word, rest) in enumerate(steps) if word == "RUN" and re.search(r"pip install[^&]* \.", rest)]
+    copies = [i for i, (word, rest) in enumerate(steps) if word == "COPY" and rest.split()[0] in PACKAGE_DIRS]
+    assert len(builds) == 1 and len(copies) == len(PACKAGE_DIRS) and max(copies) < builds[0]
+    assert "--no-deps" in steps[builds[0]][1]
+    assert any("requirements.py" in rest for word, rest in steps[: min(copies)] if word == "RUN")
+    assert not any("touch" in rest for word, rest in steps if word == "RUN")
 
 
 def test_requirements_come_from_pyproject() -> None:

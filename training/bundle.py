@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.manifest import (
     INDEX_DIR,
@@ -32,12 +33,11 @@ from latent_bridge.service.manifest import (
     Manifest,
     ModalitySpec,
     edge_key,
-    gallery_files,
     translator_file,
     write_manifest,
 )
 from latent_bridge.training.datasets.reader import ModalityData
-from latent_bridge.training.galleries import build_index, serialize
+from latent_bridge.training.galleries import in_memory_rows, write_gallery_files
 
 VERSIONED_PACKAGES = ("latent-bridge", "torch", "onnx", "onnxruntime", "faiss-cpu", "numpy")
 
@@ -101,21 +101,12 @@ def _write(path: Path, data: bytes) -> str:
 
 
 def write_gallery(staging: Path, data: ModalityData, index_type: IndexType) -> GallerySpec:
-    index_file, ids_file = gallery_files(data.name)
-    index_sha = _write(staging / index_file, serialize(build_index(data.embeddings, index_type)))
-    # The raw embedding rides along so a query by stored id is exact (the index keeps only centred unit rows).
-    columns = {"id": data.ids, "sample": data.samples, "embedding": list(data.embeddings)}
-    table = pd.DataFrame(columns).join(data.payload)
-    table.to_parquet(staging / ids_file, index=False)
-    return GallerySpec(
-        modality=data.name,
-        index_file=index_file,
-        index_sha256=index_sha,
-        ids_file=ids_file,
-        ids_sha256=sha256_bytes((staging / ids_file).read_bytes()),
-        index_type=index_type,
-        size=len(data),
+    """A training modality's own rows as its gallery (``latent-bridge index`` replaces it with a corpus)."""
+    columns = pa.Table.from_pandas(
+        pd.DataFrame({"sample": data.samples}).join(data.payload), preserve_index=False
     )
+    rows = in_memory_rows(data.name, data.path.name, data.ids, data.embeddings, columns)
+    return write_gallery_files(staging, rows, index_type)
 
 
 def edge_spec(staging: Path, artifact: EdgeArtifact) -> EdgeSpec:
@@ -146,7 +137,7 @@ class Parent:
 
     def carry(self, staging: Path) -> None:
         for file in [e.file for e in self.manifest.edges] + [
-            f for g in self.manifest.galleries for f in (g.index_file, g.ids_file)
+            f for g in self.manifest.galleries for f, _ in g.files()
         ]:
             shutil.copyfile(self.path / file, staging / file)
 

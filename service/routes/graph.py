@@ -10,8 +10,8 @@ from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.deps import BundleDep, SettingsDep
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import problems
+from latent_bridge.service.routes.galleries import gallery_info
 from latent_bridge.service.schemas import (
-    GalleryInfo,
     GraphEdge,
     GraphResponse,
     HopInfo,
@@ -34,11 +34,7 @@ def modality_infos(bundle: Bundle) -> list[ModalityInfo]:
                 dim=m.dim,
                 normalization=m.normalization,
                 description=m.description,
-                gallery=None
-                if gallery is None
-                else GalleryInfo(
-                    size=gallery.size, index_type=gallery.spec.index_type, payload=sorted(gallery.payload)
-                ),
+                gallery=None if gallery is None else gallery_info(gallery),
                 encoder=bundle.encoders[m.name].spec.input if m.name in bundle.encoders else None,
             )
         )

@@ -35,7 +35,7 @@ async def get_media(
     gallery = bundle.gallery(modality)
     media = bundle.media.get(modality)
     if media is None:
-        gallery.row_of(item)
+        gallery.get(item)  # 404 unknown-item first
         raise NoMedia(f"modality {modality!r} has no media in this bundle", modality=modality)
     data, content_type = media.get(gallery, item)
     return Response(data, media_type=content_type, headers={"cache-control": "private, max-age=3600"})

@@ -9,12 +9,21 @@ from fastapi import APIRouter, Body, Query
 from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
-from latent_bridge.service.errors import KOutOfRange
+from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors
 from latent_bridge.service.gallery import Gallery
+from latent_bridge.service.gallery_backend import SearchOptions
 from latent_bridge.service.graph import Route
 from latent_bridge.service.responses import json_bytes, problems
 from latent_bridge.service.routes.forms import RawInputRoute, form_body
-from latent_bridge.service.schemas import RetrieveRequest, RetrieveResponse
+from latent_bridge.service.schemas import (
+    EFFORT_CEILING,
+    EFFORT_DOC,
+    EXCLUDE_SELF_DOC,
+    K_CEILING,
+    K_DOC,
+    RetrieveRequest,
+    RetrieveResponse,
+)
 from latent_bridge.service.translate import Matrix, run_route
 from latent_bridge.service.vectors import count_values
 from starlette.concurrency import run_in_threadpool
@@ -41,13 +50,19 @@ def inline(served: Served, route: Route, gallery: Gallery, values: int) -> bool:
 
 
 def search(
-    served: Served, route: Route, x: Matrix, gallery: Gallery, k: int, queries: list[int] | list[str]
+    served: Served,
+    route: Route,
+    x: Matrix,
+    gallery: Gallery,
+    k: int,
+    queries: list[int] | list[str],
+    options: SearchOptions | None = None,
 ) -> bytes:
     """Translate the queries along ``route``, search ``gallery`` and render the response bytes."""
     bundle, metrics = served.bundle, served.metrics
     y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
     started = time.perf_counter()
-    scores, rows = gallery.search(y, k)
+    results = gallery.search(y, k, options)
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
     metrics.count("retrieve", bundle.graph.label(route), len(x))
     return json_bytes(
@@ -57,10 +72,7 @@ def search(
             "path": route.path,
             "fidelity": route.fidelity,
             "k": k,
-            "results": [
-                {"query": q, "hits": gallery.hits(s, r)}
-                for q, s, r in zip(queries, scores, rows, strict=True)
-            ],
+            "results": [{"query": q, "hits": hits} for q, hits in zip(queries, results, strict=True)],
         }
     )
 
@@ -89,26 +101,42 @@ async def retrieve_by_id(
     ],
     k: Annotated[
         int,
-        Query(ge=1, description="Results to return (at most the server's max_k).", openapi_examples=examples.param(5)),
+        Query(ge=1, le=K_CEILING, description=K_DOC, openapi_examples=examples.param(5)),
     ] = 10,
+    exclude_self: Annotated[bool, Query(description=EXCLUDE_SELF_DOC)] = False,
+    effort: Annotated[int | None, Query(ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)] = None,
 ) -> Response:
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
     route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
-    x = query_gallery.vector(query_gallery.row_of(item))
+    x = query_gallery.vectors_of([item])
+    options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
     if inline(served, route, gallery, x.size):
-        content = search(served, route, x, gallery, k, [item])
+        content = search(served, route, x, gallery, k, [item], options)
     else:
-        content = await run_in_threadpool(search, served, route, x, gallery, k, [item])
+        content = await run_in_threadpool(search, served, route, x, gallery, k, [item], options)
     return Response(content, media_type="application/json")
 
 
 def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
-    x = query_matrix(served.bundle, served.settings, body.source, body, body.vectors, body.vector, body.encoding)
-    return search(served, route, x, gallery, body.k, list(range(len(x))))
+    limits = served.settings
+    queries: list[int] | list[str]
+    if body.ids is not None:
+        if body.vector is not None or body.vectors is not None or has_raw(body):
+            raise MalformedVectors("give `ids`, `vector`, `vectors` or raw input, only one of them")
+        if len(body.ids) > limits.max_batch:
+            raise BatchTooLarge(got=len(body.ids), limit=limits.max_batch)
+        x = served.bundle.gallery(body.source).vectors_of(body.ids)
+        queries = list(body.ids)
+    else:
+        x = query_matrix(served.bundle, limits, body.source, body, body.vectors, body.vector, body.encoding)
+        queries = list(range(len(x)))
+    exclude = list(body.ids) if body.exclude_self and body.ids is not None else None
+    options = SearchOptions(where=body.where, exclude=exclude, effort=body.effort)
+    return search(served, route, x, gallery, body.k, queries, options)
 
 
 @router.post(
@@ -121,14 +149,16 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> b
 async def retrieve_by_vectors(
     body: Annotated[RetrieveRequest, Body(openapi_examples=examples.RETRIEVE)], served: ServedDep
 ) -> Response:
-    """Translate the query `vectors` (or one `vector`) from `from` to `to` (best or pinned route) and return
-    the `k` nearest items of the `to` gallery per query. Instead of vectors, raw `text`, `image` or `audio`
+    """Translate the query `vectors` (or one `vector`, or the stored items `ids` of the `from` gallery) from
+    `from` to `to` (best or pinned route) and return the `k` nearest items of the `to` gallery per query,
+    optionally only those whose payload matches `where`. Instead of vectors, raw `text`, `image` or `audio`
     (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""
     check_k(body.k, served.settings.max_k)
     served.bundle.graph.require(body.source)
     gallery = served.bundle.gallery(body.target)
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
-    if not has_raw(body) and inline(served, route, gallery, count_values(body.vectors, body.vector)):
+    values = served.bundle.modalities[body.source].dim * len(body.ids) if body.ids else 0
+    if not has_raw(body) and inline(served, route, gallery, values or count_values(body.vectors, body.vector)):
         content = search_vectors(served, body, gallery)
     else:
         content = await run_in_threadpool(search_vectors, served, body, gallery)

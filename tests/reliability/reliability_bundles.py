@@ -43,7 +43,7 @@ def _damaged_index(b: Path) -> None:
 
 
 def _missing_file(b: Path) -> None:
-    (b / "index/a.parquet").unlink()
+    (b / "index/a.arrow").unlink()
 
 
 # (damage, file the refusal must name, words of the reason)
@@ -52,5 +52,5 @@ CORRUPTIONS = {
     "sha256-mismatch": (_sha256_mismatch, "translators/b__a.onnx", "does not match the manifest"),
     "unknown-schema-version": (_unknown_schema_version, "manifest.json", "unknown schema_version 99"),
     "damaged-faiss-index": (_damaged_index, "index/b.faiss", "not a readable FAISS index"),
-    "missing-file": (_missing_file, "index/a.parquet", "missing"),
+    "missing-file": (_missing_file, "index/a.arrow", "missing"),
 }

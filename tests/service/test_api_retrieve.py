@@ -6,9 +6,8 @@ import base64
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from bundle_edits import edit_manifest, rehash
+from bundle_edits import as_parquet_galleries, edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
 from latent_bridge.service.schemas import RetrieveResponse
@@ -147,21 +146,21 @@ def test_work_off_the_event_loop_gives_the_same_results(chain_bundle: Path, clie
         assert threaded.post("/retrieve", json=vector).json() == client.post("/retrieve", json=vector).json()
 
 
-def test_raw_embeddings_in_the_id_table_are_the_exact_query(
-    chain_bundle: Path, dataset: Path, tmp_path: Path
-) -> None:
-    """Galleries keep only centred unit vectors; with an `embedding` column the stored item is exact."""
-    bundle = Path(shutil.copytree(chain_bundle, tmp_path / "with-embeddings"))
-    table = pd.read_parquet(bundle / "index/a.parquet")
-    table["embedding"] = list(embeddings(dataset, "a"))
-    table.to_parquet(bundle / "index/a.parquet", index=False)
-    rehash(bundle, "index/a.parquet")
+def test_a_query_by_id_is_the_stored_raw_vector(client: TestClient, dataset: Path) -> None:
+    """The index keeps only centred unit rows; the raw rows beside it make a query by id exact."""
     raw = embeddings(dataset, "a")[17]
-    with TestClient(create_app(settings_for(bundle))) as client:
-        by_id = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 5}).json()
-        by_vector = client.post(
-            "/retrieve", json={"from": "a", "to": "c", "vector": raw.tolist(), "k": 5}
-        ).json()
-        assert by_id["results"][0]["hits"] == by_vector["results"][0]["hits"]
-        payload = client.get("/modalities").json()["modalities"][0]["gallery"]["payload"]
+    by_id = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 5}).json()
+    by_vector = client.post("/retrieve", json={"from": "a", "to": "c", "vector": raw.tolist(), "k": 5}).json()
+    assert by_id["results"][0]["hits"] == by_vector["results"][0]["hits"]
+
+
+def test_an_older_bundle_with_a_parquet_id_table_serves_the_same(
+    chain_bundle: Path, client: TestClient, tmp_path: Path
+) -> None:
+    """Bundles written before galleries became columnar files: Parquet ids with an `embedding` column."""
+    bundle = as_parquet_galleries(Path(shutil.copytree(chain_bundle, tmp_path / "older")))
+    params = {"from": "a", "to": "c", "id": "a-17", "k": 5}
+    with TestClient(create_app(settings_for(bundle))) as older:
+        assert older.get("/retrieve", params=params).json() == client.get("/retrieve", params=params).json()
+        payload = older.get("/modalities").json()["modalities"][0]["gallery"]["payload"]
         assert payload == ["caption"]  # the embedding column is not a payload

@@ -191,7 +191,7 @@ def test_malformed_base64_is_422(client: TestClient) -> None:
 
 def test_vectors_and_raw_input_together_are_422(client: TestClient) -> None:
     body = {"from": "text", "to": "image", "text": "a dog", "vector": [0.0] * 384}
-    problem(client.post("/retrieve", json=body), 422, "malformed-vectors")
+    problem(client.post("/retrieve", json=body), 422, "malformed-input")
 
 
 def test_a_file_over_the_size_limit_is_413(bundle: Bundle) -> None:

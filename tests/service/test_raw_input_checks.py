@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -152,3 +154,23 @@ def test_raw_input_for_a_modality_without_encoder_names_the_ones_with(chain_bund
             assert response.status_code == 422, response.text
             assert response.json()["type"].endswith("no-encoder")
             assert response.json()["encoders"] == []
+
+
+def test_a_bundle_without_encoders_serves_without_their_packages(chain_bundle: Path) -> None:
+    """Importing av, ctranslate2, tokenizers, PIL or python-multipart fails in the child: still it serves."""
+    script = """
+import sys
+for name in ("av", "ctranslate2", "tokenizers", "PIL", "multipart", "python_multipart"):
+    sys.modules[name] = None  # any import of them raises ImportError
+from fastapi.testclient import TestClient
+from latent_bridge.service.app import create_app
+from latent_bridge.service.settings import Settings
+with TestClient(create_app(Settings(bundle=sys.argv[1], access_log=False))) as client:
+    assert client.get("/retrieve", params={"from": "a", "to": "b", "id": "a-1", "k": 1}).status_code == 200
+    assert client.post("/embed", json={"modality": "a", "text": "x"}).status_code == 422
+    assert client.get("/").status_code == 200
+print("served")
+"""
+    command = [sys.executable, "-c", script, str(chain_bundle)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "served" in done.stdout, done.stderr

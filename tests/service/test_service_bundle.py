@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
+import pyarrow as pa
 import pytest
 from bundle_edits import edit_manifest, rehash
 from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.gallery_table import build_lookup
 from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.writelog import Record, WriteLog
 from testbundles import embeddings
 
 
@@ -46,8 +48,8 @@ def test_ivf_galleries_load_and_read_back(ivf_bundle: Path) -> None:
     bundle = load_bundle(ivf_bundle)
     gallery = bundle.galleries["a"]
     assert gallery.spec.index_type == "ivf"
-    scores, rows = gallery.search(gallery.vector(3), 1)
-    assert rows[0, 0] == 3 and scores[0, 0] == pytest.approx(1.0, abs=1e-4)
+    ((hit,),) = gallery.search(gallery.vector(3), 1)
+    assert hit.id == "a-3" and hit.score == pytest.approx(1.0, abs=1e-4)
 
 
 def _missing_manifest(b: Path) -> None:
@@ -67,7 +69,7 @@ def _missing_file(b: Path) -> None:
 
 
 def _wrong_hash(b: Path) -> None:
-    with (b / "index/c.parquet").open("ab") as f:
+    with (b / "index/c.arrow").open("ab") as f:
         f.write(b"\0")
 
 
@@ -85,9 +87,25 @@ def _dims_disagree(b: Path) -> None:
 
 
 def _index_size(b: Path) -> None:
-    table = pd.read_parquet(b / "index/b.parquet").iloc[:-1]
-    table.to_parquet(b / "index/b.parquet", index=False)
-    rehash(b, "index/b.parquet")
+    table = pa.ipc.open_file(str(b / "index/b.arrow")).read_all().slice(0, 299)
+    with pa.ipc.new_file(str(b / "index/b.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    np.save(b / "index/b.lookup.npy", build_lookup(table.column("id")))
+    np.save(b / "index/b.vectors.npy", np.load(b / "index/b.vectors.npy")[:299])
+    rehash(b, "index/b.vectors.npy")
+    rehash(b, "index/b.arrow")
+    rehash(b, "index/b.lookup.npy")
+
+
+def _vectors_shape(b: Path) -> None:
+    np.save(b / "index/a.vectors.npy", np.zeros((300, 8), np.float32))
+    rehash(b, "index/a.vectors.npy")
+
+
+def _write_log_of_another_bundle(b: Path) -> None:
+    log = b.with_name(b.name + ".writes") / "a.log"
+    log.parent.mkdir()
+    WriteLog(log, "elsewhere", "0" * 16).append(Record("delete", ["a-1"]))
 
 
 def _manifest_size(b: Path) -> None:
@@ -110,12 +128,14 @@ def _not_an_index(b: Path) -> None:
         (_bad_json, "manifest.json", "not valid JSON"),
         (_bad_schema, "manifest.json", "edges.0.kind"),
         (_missing_file, "translators/b__c.onnx", "missing"),
-        (_wrong_hash, "index/c.parquet", "does not match the manifest"),
+        (_wrong_hash, "index/c.arrow", "does not match the manifest"),
         (_outside, "etc/passwd", "points outside the bundle"),
         (_not_onnx, "translators/a__b.onnx", "not a loadable ONNX model"),
         (_dims_disagree, "translators/b__c.onnx", "does not match the manifest's b__c"),
-        (_index_size, "index/b.faiss", "300 vectors but b.parquet has 299 rows"),
-        (_manifest_size, "index/a.parquet", "the manifest says size 299"),
+        (_index_size, "index/b.faiss", "300 vectors but b.arrow has 299 rows"),
+        (_manifest_size, "index/a.arrow", "the manifest says size 299"),
+        (_vectors_shape, "index/a.vectors.npy", "expected float32 (300, 16)"),
+        (_write_log_of_another_bundle, ".writes/a.log", "written for bundle 'elsewhere'"),
         (_index_type, "index/a.faiss", "the manifest says index_type 'hnsw'"),
         (_not_an_index, "index/a.faiss", "not a readable FAISS index"),
     ],
