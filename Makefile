@@ -47,8 +47,8 @@ test: lint typecheck pytest docker-check  ## everything CI runs
 bench: install  ## HTTP load benchmark against models/demo (loopback, bounded)
 	$(BIN)/python bench/load.py --bundle models/demo --seconds 10
 
-results: install  ## demo results table: every edge vs baselines, routed vs direct
-	$(BIN)/python bench/demo_results.py
+results: install  ## quality tables: bundles vs baselines fitted on the same pairs, routed vs direct (demo, synthetic)
+	$(BIN)/python bench/quality.py
 
 clean:  ## remove the venv and trained bundles
 	rm -rf $(VENV) models/demo reports .typecheck

@@ -32,7 +32,7 @@ from latent_bridge.training.datasets.splits import Split, cv_folds, holdout_spli
 from latent_bridge.training.datasets.synthetic import make_dataset
 from latent_bridge.training.evaluate import ranks, retrieval_summary
 from latent_bridge.training.grow import add_edge
-from latent_bridge.training.report import score_route
+from latent_bridge.training.report import evaluate_bundle, score_route
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import SpaceStats, fit_linear
 from threadpoolctl import threadpool_limits
@@ -119,19 +119,20 @@ def dataset_dir(name: str, work: Path) -> Path:
     return out
 
 
-def run_seed(name: str, data_dir: Path, work: Path, seed: int) -> dict[str, object]:
+def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path) -> dict[str, object]:
     spec = DATASETS[name]
     edges = list(spec["edges"])  # type: ignore[call-overload]
     load = os.getloadavg()[0]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     manifest = train(TrainConfig(data=data_dir, out=work / f"{name}-{seed}", seed=seed, edges=edges,
                                  holdout=HOLDOUT, progress=False))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     data = load_dataset(data_dir)
     usable, test = holdout_split(set().union(*(set(d.samples.tolist()) for d in data.values())), seed, HOLDOUT)
     served = load_bundle(work / f"{name}-{seed}")
     split = Split(train=usable, test=test)
-    result: dict[str, object] = {"seed": seed, "train_seconds": round(seconds, 1), "load_before": load,
+    result: dict[str, object] = {"seed": seed, "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
+                                 "load_before": load,
                                  "edges": {}, "routes": {}}
     with threadpool_limits(1):
         for e in manifest.edges:
@@ -144,6 +145,8 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int) -> dict[str, obje
                 routed = score_route(route, data, split, served)
                 direct = Baselines(data[src], data[dst], usable, test, seed).all()["ridge"]
                 result["routes"][f"{src}__{dst}"] = {"path": route, "routed": _pick(routed), "direct_ridge": direct}  # type: ignore[index]
+    if seed == 0:  # the eval report's plots (recall@k, modality gap) for the README
+        evaluate_bundle(work / f"{name}-{seed}", data_dir, out / f"report-{name}")
     if spec["direct"]:
         result["route_choice"] = route_choice(work / f"{name}-{seed}", data_dir, data, split, spec, seed)
     return result
@@ -228,9 +231,10 @@ def table(name: str, runs: list[dict[str, object]]) -> str:
             total = sum(len(r["route_choice"]) for r in runs)  # type: ignore[arg-type]
             lines.append(f"| {c} | {ms(regrets)} | {hits}/{total} |")
     secs = [float(r["train_seconds"]) for r in runs]  # type: ignore[arg-type]
+    cpus = [float(r.get("train_cpu_seconds", float("nan"))) for r in runs]  # type: ignore[arg-type]
     loads = [float(r["load_before"]) for r in runs]  # type: ignore[arg-type]
-    lines += ["", f"Training took {ms(secs)} s per bundle (1 torch thread; 1-minute load average "
-              f"{min(loads):.1f}–{max(loads):.1f} on 2 shared cores)."]
+    lines += ["", f"Training took {ms(secs)} s of wall time per bundle, {ms(cpus)} s of CPU time (1 torch "
+              f"thread; 1-minute load average {min(loads):.1f}–{max(loads):.1f} on 2 shared cores)."]
     return "\n".join(lines) + "\n"
 
 
@@ -239,14 +243,18 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("reports/quality"))
+    parser.add_argument("--tables-only", action="store_true",
+                        help="only print the tables from the per-seed results already in --out (seeds run apart)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     texts = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             data_dir = dataset_dir(name, Path(tmp))
-            runs = [run_seed(name, data_dir, Path(tmp), s) for s in args.seeds]
-            (args.out / f"{name}.json").write_text(json.dumps(runs, indent=2) + "\n")
+            for seed in [] if args.tables_only else args.seeds:
+                run = run_seed(name, data_dir, Path(tmp), seed, args.out)
+                (args.out / f"{name}-seed{seed}.json").write_text(json.dumps(run, indent=2) + "\n")
+            runs = [json.loads((args.out / f"{name}-seed{s}.json").read_text()) for s in args.seeds]
             texts.append(table(name, runs))
             print(texts[-1], flush=True)
     (args.out / "results.md").write_text("\n".join(texts))

@@ -19,6 +19,8 @@ from latent_bridge.training.fitting import CollapsedTranslatorError
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import AffineTranslator, SpaceStats, fit_linear
 
+from latent_bridge.cli import main
+
 
 def onnx_run(path: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -92,3 +94,10 @@ def test_the_service_refuses_the_bundle_before_it_is_renamed_into_place(tmp_path
     with pytest.raises(BundleError, match=r"a__b\.onnx"):
         write_bundle(tmp_path / "bad", data, [artifact], fingerprint(data), {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "good"]
+
+
+def test_eval_of_a_bundle_fit_on_every_pair_says_why_it_cannot_score(tmp_path: Path) -> None:
+    data_dir = make_dataset(tmp_path / "data", n=60, dims={"a": 8, "b": 8})
+    train(TrainConfig(data=data_dir, out=tmp_path / "b", kind="ridge", progress=False))
+    with pytest.raises(SystemExit, match=r"fit on every pair .* train with --holdout"):
+        main(["eval", "--bundle", str(tmp_path / "b"), "--data", str(data_dir), "--report", str(tmp_path / "r")])
