@@ -46,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         import latent_bridge.training.train as training_train
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
+    if Path(args.out).exists():  # before training, not after minutes of it
+        sys.exit(f"latent-bridge: {args.out}: a bundle already exists there; bundles are immutable, pick a new name")
     if args.gallery_data is not None:
         manifest = _train_with_galleries(args, training_train.train)
     else:

@@ -6,6 +6,7 @@ never overwritten (bundles are immutable, a new run writes a new name).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -40,6 +41,10 @@ from latent_bridge.training.datasets.reader import ModalityData
 from latent_bridge.training.galleries import in_memory_rows, write_gallery_files
 
 VERSIONED_PACKAGES = ("latent-bridge", "torch", "onnx", "onnxruntime", "faiss-cpu", "numpy")
+
+
+class BundleWriteError(ValueError):
+    """The bundle could not be written (disk full); the temp folder is gone and nothing is half-written."""
 
 
 class BundleExistsError(FileExistsError):
@@ -77,6 +82,33 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+OWNER_FILE = ".owner-pid"  # inside a temp folder: the writing process, so a later run can tell it is stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove temp folders of ``out`` left by runs that were killed (their writing process is gone)."""
+    removed = []
+    for staging in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int((staging / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge: no owner recorded
+        if not _alive(pid):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
 @contextmanager
 def staged_bundle(out: Path) -> Iterator[Path]:
     """Yield a temp folder; on success rename it to ``out``, on any failure remove it."""
@@ -84,12 +116,20 @@ def staged_bundle(out: Path) -> Iterator[Path]:
     if out.exists():
         raise BundleExistsError(f"{out}: a bundle already exists there; bundles are immutable, pick a new name")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        (staging / OWNER_FILE).write_text(str(os.getpid()))
         (staging / TRANSLATORS_DIR).mkdir()
         (staging / INDEX_DIR).mkdir()
         yield staging
+        (staging / OWNER_FILE).unlink()
         os.rename(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BundleWriteError(f"{out}: no space left while writing the bundle; nothing was written") from exc
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -8,6 +8,7 @@ Every problem is reported as a ``DatasetError`` that names the file, never as a 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pandas as pd
 
 SUFFIXES = (".parquet", ".npz")
 REQUIRED = ("id", "sample", "embedding")
+MAX_KEY_CHARS = 1024  # ids and samples are returned by every search and named in errors: keep them short
+MODALITY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # the manifest's rule, checked before any training
 
 
 class DatasetError(ValueError):
@@ -78,6 +81,20 @@ def _embedding_matrix(path: Path, column: pd.Series) -> np.ndarray:
     return matrix
 
 
+def _check_keys(path: Path, column: str, values: pd.Series) -> None:
+    """Keys must be present and short: a null would pair as the string 'None', a long one bloats every answer."""
+    missing = values.isna().to_numpy()
+    if missing.any():
+        first = int(missing.argmax())
+        raise DatasetError(f"{path}: {int(missing.sum())} empty {column!r} values (null), first at row {first}")
+    lengths = values.astype(str).str.len().to_numpy()
+    if (lengths > MAX_KEY_CHARS).any():
+        raise DatasetError(
+            f"{path}: {column!r} values must be at most {MAX_KEY_CHARS} characters; "
+            f"row {int((lengths > MAX_KEY_CHARS).argmax())} has {int(lengths.max())}"
+        )
+
+
 def load_modality(path: Path) -> ModalityData:
     """Load and check one modality file; the modality is named after the file stem."""
     path = Path(path)
@@ -87,6 +104,12 @@ def load_modality(path: Path) -> ModalityData:
         raise DatasetError(f"{path}: missing column(s) {missing} (found {list(table.columns)})")
     if len(table) == 0:
         raise DatasetError(f"{path}: no rows")
+    if not MODALITY_NAME.match(path.stem):
+        raise DatasetError(
+            f"{path}: the modality is named after the file; {path.stem!r} must match {MODALITY_NAME.pattern}"
+        )
+    for column in ("id", "sample"):
+        _check_keys(path, column, table[column])
     ids = table["id"].astype(str).to_numpy(dtype=object)
     duplicated = pd.Series(ids).duplicated()
     if duplicated.any():
