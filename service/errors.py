@@ -115,7 +115,7 @@ class InvalidWrite(ServiceError):
 
 
 class WritesUnavailable(ServiceError):
-    status, slug, title = 409, "writes-unavailable", "This server takes no gallery writes"
+    status, slug, title = 503, "writes-unavailable", "This server takes no gallery writes"
 
 
 class WriteFailed(ServiceError):

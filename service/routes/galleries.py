@@ -22,10 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 reader = APIRouter(prefix="/galleries", tags=["retrieval"])
 writer = APIRouter(prefix="/galleries", tags=["galleries"], route_class=JSONBodyRoute)
-ModalityPath = Annotated[str, Path(description="The gallery's modality.", examples=["image"])]
-WRITE_PROBLEMS = problems(404, 409, 413, 415, 422, 503)
-WRITE_PROBLEMS[409]["description"] = "This server takes no writes (it runs more than one worker process)."
-WRITE_PROBLEMS[503]["description"] = "The bundle is not loaded yet, or the write could not be made durable."
+ModalityPath = Annotated[
+    str, Path(description="The gallery's modality.", pattern=r"^[a-z][a-z0-9_]*$", examples=["image"])
+]
+WRITE_PROBLEMS = problems(404, 413, 415, 422, 503)
+WRITE_PROBLEMS[503]["description"] = (
+    "The bundle is not loaded yet, the write could not be made durable, or this server takes no writes "
+    "(it runs more than one worker process)."
+)
 
 
 def gallery_info(gallery: Gallery) -> GalleryInfo:
@@ -45,14 +49,16 @@ def gallery_info(gallery: Gallery) -> GalleryInfo:
     )
 
 
-@reader.get("/{modality}", response_model=GalleryInfo, responses=problems(404, 503), summary="A gallery's state")
+@reader.get(
+    "/{modality}", response_model=GalleryInfo, responses=problems(404, 422, 503), summary="A gallery's state"
+)
 async def get_gallery(served: ServedDep, modality: ModalityPath) -> GalleryInfo:
     """Size in the bundle, items served now, index type, payload columns and the measured search tuning."""
     return gallery_info(served.bundle.gallery(modality))
 
 
 @reader.get(
-    "/{modality}/items/{item}", response_model=Item, responses=problems(404, 503), summary="A stored item"
+    "/{modality}/items/{item}", response_model=Item, responses=problems(404, 422, 503), summary="A stored item"
 )
 async def get_item(
     served: ServedDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -147,12 +148,17 @@ def test_writes_refuse_bad_input(writable: Path) -> None:
         ).records == 0
 
 
-def test_writes_exist_only_behind_the_admin_key(writable: Path) -> None:
-    """Without an admin key configured, the admin scope (writes under /galleries/) is closed: 403, no write."""
+def test_writes_need_the_admin_key(writable: Path) -> None:
+    """Without an admin key configured the admin scope (writes under /galleries/) is closed, and a reader's
+    key never opens it: 403, no write."""
+    write = {"ids": ["x"], "vectors": [[0.0] * 16]}
+    reader = {"X-API-Key": "a-reader-key-0123456789"}
     with TestClient(create_app(settings_for(writable))) as client:
-        response = client.put("/galleries/c/items", json={"ids": ["x"], "vectors": [[0.0] * 16]})
-        assert response.status_code == 403
+        assert client.put("/galleries/c/items", json=write).status_code == 403
         assert client.get("/galleries/c").json()["count"] == CORPUS_ROWS
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY, api_key=reader["X-API-Key"]))) as client:
+        assert client.put("/galleries/c/items", json=write, headers=reader).status_code == 403
+        assert client.get("/galleries/c", headers=reader).json()["count"] == CORPUS_ROWS
 
 
 def test_compact_folds_the_log_into_a_new_bundle(writable: Path, tmp_path: Path) -> None:
@@ -171,10 +177,13 @@ def test_compact_folds_the_log_into_a_new_bundle(writable: Path, tmp_path: Path)
         assert_written(client)
 
 
-def test_a_reload_to_another_bundle_leaves_the_old_bundles_writes_in_its_log(writable: Path, indexed: Path) -> None:
+def test_a_reload_to_another_bundle_leaves_the_old_bundles_writes_in_its_log(
+    writable: Path, indexed: Path
+) -> None:
+    shutil.copytree(indexed, writable.with_name("other"))  # reload names bundles beside the served one
     with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
         write_some(client)
-        assert client.post("/admin/reload", headers=KEYED, json={"bundle": str(indexed)}).status_code == 200
+        assert client.post("/admin/reload", headers=KEYED, json={"bundle": "other"}).status_code == 200
         assert client.get("/galleries/c", headers=KEYED).json()["count"] == CORPUS_ROWS
-        assert client.post("/admin/reload", headers=KEYED, json={"bundle": str(writable)}).status_code == 200
+        assert client.post("/admin/reload", headers=KEYED, json={"bundle": "bundle"}).status_code == 200
         assert_written(client)

@@ -64,6 +64,23 @@ CASES: dict[tuple[str, str], dict[int, Request]] = {
         404: ("GET", "/media?modality=a&id=a-1", {}),  # no media in this bundle
         422: ("GET", "/media?modality=a", {}),
     },
+    ("get", "/galleries/{modality}"): {404: ("GET", "/galleries/zz", {}), 422: ("GET", "/galleries/Not-A-Name", {})},
+    ("get", "/galleries/{modality}/items/{item}"): {
+        404: ("GET", "/galleries/a/items/no-such-item", {}),
+        422: ("GET", "/galleries/Not-A-Name/items/a-1", {}),
+    },
+    ("put", "/galleries/{modality}/items"): {
+        404: ("PUT", "/galleries/zz/items", {"json": {"ids": ["x"], "vectors": [V]}}),
+        413: ("PUT", "/galleries/a/items", TOO_BIG),
+        415: ("PUT", "/galleries/a/items", {"content": b"x", "headers": {"content-type": "text/plain"}}),
+        422: ("PUT", "/galleries/a/items", {"json": {"ids": ["x"], "vectors": [[0.1]]}}),
+    },
+    ("delete", "/galleries/{modality}/items"): {
+        404: ("DELETE", "/galleries/zz/items", {"json": {"ids": ["x"]}}),
+        413: ("DELETE", "/galleries/a/items", TOO_BIG),
+        415: ("DELETE", "/galleries/a/items", {"content": b"x", "headers": {"content-type": "text/plain"}}),
+        422: ("DELETE", "/galleries/a/items", {"json": {"ids": []}}),
+    },
     ("post", "/admin/reload"): {
         413: ("POST", "/admin/reload", TOO_BIG),
         415: ("POST", "/admin/reload", {"content": b"x", "headers": {"content-type": "text/plain"}}),

@@ -71,7 +71,7 @@ def fuzz(schema: schemathesis.BaseSchema, mode: GenerationMode, headers: dict[st
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_the_open_api_keeps_its_contract(open_schema: schemathesis.BaseSchema, mode: GenerationMode) -> None:
-    assert len(operations(open_schema)) == 11
+    assert len(operations(open_schema)) == 13
     fuzz(open_schema, mode)
 
 
