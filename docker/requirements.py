@@ -9,6 +9,7 @@ build of the package runs before its real sources are there (a build against stu
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -21,7 +22,21 @@ def requirements(pyproject: Path, extras: list[str]) -> list[str]:
     unknown = sorted(set(extras) - set(optional))
     if unknown:
         raise SystemExit(f"{pyproject}: no extra {', '.join(unknown)} (extras: {', '.join(sorted(optional))})")
-    return list(project.get("dependencies", [])) + [r for extra in extras for r in optional[extra]]
+    return list(dict.fromkeys(project.get("dependencies", []) + _expand(project["name"], optional, extras)))
+
+
+def _expand(name: str, optional: dict[str, list[str]], extras: list[str]) -> list[str]:
+    """The extras' requirements, with the project's own extras (``name[serve]``) replaced by their lists."""
+    own = re.compile(rf"^{re.escape(name)}\[([^\]]+)\]$")
+    out: list[str] = []
+    for extra in extras:
+        for requirement in optional[extra]:
+            match = own.match(requirement.replace(" ", ""))
+            if match:
+                out += _expand(name, optional, [e.strip() for e in match.group(1).split(",")])
+            else:
+                out.append(requirement)
+    return out
 
 
 def main(argv: list[str]) -> None:

@@ -138,6 +138,8 @@ def test_requirements_come_from_pyproject() -> None:
     assert not names & {"torch", "pandas", "uvicorn[standard]", "watchfiles", "websockets"}
     with pytest.raises(SystemExit, match="no extra gpu"):
         requirements(ROOT / "pyproject.toml", ["gpu"])
+    train = requirements(ROOT / "pyproject.toml", ["train"])  # the trainer checks bundles with the service's loader
+    assert set(serve) <= set(train) and not any(r.startswith("latent-bridge") for r in train)
 
 
 def test_server_side_imports_no_torch() -> None:
