@@ -87,11 +87,11 @@ OWNER_FILE = ".owner-pid"  # inside a temp folder: the writing process, so a lat
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: someone else's live process
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
-        return True
+    except PermissionError:
+        pass
     return True
 
 

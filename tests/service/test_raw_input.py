@@ -7,7 +7,6 @@ import base64
 import io
 import os
 import shutil
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from latent_bridge.service.manifest import BundleError
 from latent_bridge.service.settings import Settings
 from PIL import Image
 from problems import problem
+from sounds import wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.encoders]
 PARITY = 0.999
@@ -46,17 +46,6 @@ def client(bundle: Bundle) -> Iterator[TestClient]:
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
-
-def wav(seconds: float, rate: int) -> bytes:
-    """A 440 Hz tone as 16-bit mono WAV."""
-    buffer = io.BytesIO()
-    t = np.arange(int(seconds * rate)) / rate
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def committed(modality: str) -> pd.DataFrame:

@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from latent_bridge.service.errors import (
 from latent_bridge.service.manifest import Manifest
 from latent_bridge.service.rawinput import RawLimits, file_bytes, read_audio, read_image
 from PIL import Image
+from sounds import wav
 from testsettings import settings_for
 
 LIMITS = RawLimits(
@@ -34,16 +34,6 @@ LIMITS = RawLimits(
 )
 WHITE = (255, 255, 255)
 
-
-def wav(seconds: float, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    t = np.arange(int(seconds * rate)) / rate
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def png(width: int, height: int, mode: str = "RGBA") -> bytes:
