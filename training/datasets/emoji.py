@@ -152,11 +152,12 @@ def frames(kept: Sequence[tuple[Emoji, Any]], texts: dict[str, str], lang: str) 
     }
 
 
-def build_emoji(out: Path, lang: str = "de", limit: int | None = None) -> dict[str, Any]:
+def build_emoji(out: Path, lang: str = "de", limit: int | None = None, *, emoji_test: Path = EMOJI_TEST,
+                font: Path = FONT, cldr: Path = CLDR) -> dict[str, Any]:
     """Render, encode and write the emoji dataset to ``out``; ``limit`` keeps the first emoji in file order."""
     started = time.perf_counter()
-    texts = annotations(lang)
-    kept = select(find_emoji()[:limit], texts, load_font())
+    texts = annotations(lang, cldr)
+    kept = select(find_emoji(emoji_test)[:limit], texts, load_font(font))
     if not kept:
         raise encoders.EncoderUnavailable("no emoji could be rendered with a second-language text")
     check = encoders.verify_image_encoder()

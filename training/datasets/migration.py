@@ -37,12 +37,14 @@ embeddings by all-MiniLM-L6-v2 and multilingual-e5-small (see provenance.json) a
 """
 
 
-def find_texts(limit: int | None = None) -> list[tuple[str, str, str]]:
+def find_texts(
+    limit: int | None = None, *, svg_dir: Path = openclipart.SVG_DIR, emoji_test: Path = emoji.EMOJI_TEST
+) -> list[tuple[str, str, str]]:
     """(sample, text, source) of every distinct text, openclipart first; ``limit`` keeps a hashed subset."""
     found: dict[str, tuple[str, str, str]] = {}
-    for clip in openclipart.find_cliparts():
+    for clip in openclipart.find_cliparts(svg_dir):
         found.setdefault(clip.sample, (clip.sample, clip.text, "openclipart"))
-    for item in emoji.find_emoji():
+    for item in emoji.find_emoji(emoji_test):
         found.setdefault(normalise_caption(item.name), (normalise_caption(item.name), item.name, "emoji"))
     rows = list(found.values())
     if limit is not None and limit < len(rows):
@@ -51,10 +53,11 @@ def find_texts(limit: int | None = None) -> list[tuple[str, str, str]]:
     return rows
 
 
-def build_migration(out: Path, limit: int | None = None) -> dict[str, Any]:
+def build_migration(out: Path, limit: int | None = None, *, svg_dir: Path = openclipart.SVG_DIR,
+                    emoji_test: Path = emoji.EMOJI_TEST) -> dict[str, Any]:
     """Embed the texts with both encoders and write the dataset to ``out``."""
     started = time.perf_counter()
-    rows = find_texts(limit)
+    rows = find_texts(limit, svg_dir=svg_dir, emoji_test=emoji_test)
     texts = [t for _, t, _ in rows]
     vectors = {"text_minilm": encoders.encode_texts(texts), "text_e5": encoders.encode_texts_e5(texts)}
     frames = {
