@@ -50,7 +50,7 @@ def test_emoji_list_has_no_skin_tones() -> None:
 
 def test_emoji_german_text_is_name_then_keywords() -> None:
     _need(emoji.CLDR, "unicode-cldr-core")
-    texts = emoji.annotations("de")
+    texts = emoji.cldr_texts("de")
     assert texts["🐶"].startswith("Hundegesicht: ") and "Hund" in texts["🐶"]
 
 

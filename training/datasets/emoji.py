@@ -77,7 +77,7 @@ def find_emoji(path: Path = EMOJI_TEST) -> list[Emoji]:
     return found
 
 
-def annotations(lang: str, root: Path = CLDR) -> dict[str, str]:
+def cldr_texts(lang: str, root: Path = CLDR) -> dict[str, str]:
     """Emoji (without U+FE0F) → "name: keyword, keyword, ..." in ``lang`` from CLDR (derived ones too)."""
     texts: dict[str, str] = {}
     for folder in ("annotations", "annotationsDerived"):
@@ -156,7 +156,7 @@ def build_emoji(out: Path, lang: str = "de", limit: int | None = None, *, emoji_
                 font: Path = FONT, cldr: Path = CLDR) -> dict[str, Any]:
     """Render, encode and write the emoji dataset to ``out``; ``limit`` keeps the first emoji in file order."""
     started = time.perf_counter()
-    texts = annotations(lang, cldr)
+    texts = cldr_texts(lang, cldr)
     kept = select(find_emoji(emoji_test)[:limit], texts, load_font(font))
     if not kept:
         raise encoders.EncoderUnavailable("no emoji could be rendered with a second-language text")

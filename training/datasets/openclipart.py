@@ -92,7 +92,8 @@ def metadata(data: bytes) -> tuple[str, tuple[str, ...]]:
     except ET.ParseError:
         return "", ()
     work = next((e for e in root.iter() if _local(e.tag) == "Work"), None)
-    title, keywords = "", ()
+    title = ""
+    keywords: tuple[str, ...] = ()
     for child in () if work is None else work:
         if _local(child.tag) == "title":
             title = (child.text or "").strip()
