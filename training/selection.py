@@ -179,9 +179,10 @@ def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tupl
 def _mlp_or_simpler(board: Board, d: int) -> str:
     """Keep the MLP only where it beats the best other kind by more than one standard error over the folds.
 
-    The MLP's score is the best point of a noisy validation curve, so a small lead is partly luck; the
-    simpler map it grew from is the safer bet then (the one-standard-error rule). With one split there is
-    no spread to measure, and any lead counts.
+    The MLP is scored here with each fold's epoch chosen on the other folds (``_nested_r1``), since the
+    best point of the mean validation curve flatters it; a lead within the folds' spread is then not
+    trusted, and the simpler map it grew from ships (the one-standard-error rule). With one split there
+    is no spread to measure, and any lead counts.
     """
     others = {k: m for k, m in board.metrics[d].items() if k != "mlp"}
     best = max(others, key=lambda k: _key(k, others[k]))
@@ -218,7 +219,7 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
         at = max(range(len(curve)), key=lambda e: (curve[e][d].r1, curve[e][d].mrr, -e))
         epochs.append(at)
         board.metrics[d]["mlp"] = curve[at][d]
-        board.fold_r1[d]["mlp"] = fold_r1[at][d]
+        board.fold_r1[d]["mlp"] = _nested_r1([epoch[d] for epoch in fold_r1])
     return epochs[0], epochs[1]
 
 
@@ -228,6 +229,23 @@ def linear_start(pair: Pair, bases: tuple[str, str], rows: tuple[np.ndarray, ...
     forward = fit_kind(pair, bases[0], rows, stats, cfg, alphas).forward
     backward = fit_kind(pair, bases[1], rows, stats, cfg, alphas).backward
     return Fitted("linear", forward, backward)
+
+
+def _nested_r1(curves: list[list[float]]) -> list[float]:
+    """Each fold's R@1 at the epoch the *other* folds' mean curve picks (``curves[epoch][fold]``).
+
+    The best point of the mean curve is an optimistic score (it was picked on the same folds); scoring
+    every fold at an epoch chosen without it is not. With one fold there is nothing to nest.
+    """
+    r1 = np.asarray(curves)  # epochs x folds
+    k = r1.shape[1]
+    if k == 1:
+        return [float(r1[:, 0].max())]
+    found = []
+    for fold in range(k):
+        others = np.delete(r1, fold, axis=1).mean(axis=1)
+        found.append(float(r1[int(np.argmax(others)), fold]))  # argmax: the earliest of tied epochs
+    return found
 
 
 def _fold_scores(pair: Pair, runs: list[MLPRun], prepared: list[FoldData]) -> list[Scored]:

@@ -98,20 +98,29 @@ def _ridge(xs: np.ndarray, ys: np.ndarray, alpha: float) -> np.ndarray:
     return np.linalg.solve(xs.T @ xs + c * np.eye(da), xs.T @ ys)
 
 
-def _inv_sqrt(c: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh(c)
-    return (v / np.sqrt(np.maximum(w, 1e-8))) @ v.T
+def _whitening(xs: np.ndarray, reg: float) -> np.ndarray:
+    """(C + λI)^-1/2 for C = xs^T xs / n and λ = reg · trace(C) / d.
+
+    With fewer rows than dimensions, from the thin SVD of the rows (n²d instead of d³): C's eigenvectors
+    are xs's right singular vectors, and the rest of the space only sees λ.
+    """
+    n, d = xs.shape
+    if n >= d:
+        cxx = xs.T @ xs / n
+        w, v = np.linalg.eigh(cxx + reg * np.trace(cxx) / d * np.eye(d))
+        return (v / np.sqrt(np.maximum(w, 1e-8))) @ v.T
+    _, sv, vt = np.linalg.svd(xs, full_matrices=False)
+    w = sv**2 / n
+    lam = reg * w.sum() / d
+    inner = (vt.T / np.sqrt(np.maximum(w + lam, 1e-8))) @ vt
+    return inner + (np.eye(d) - vt.T @ vt) / np.sqrt(max(lam, 1e-8))
 
 
 def _cca_maps(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> tuple[np.ndarray, np.ndarray]:
     """Regularised CCA, then the best reduced-rank map each way: x → canonical u → ρ·u → back to y's space
     (and y → canonical v → ρ·v → back to x's space)."""
     n = len(xs)
-    cxx = xs.T @ xs / n
-    cyy = ys.T @ ys / n
-    cxx += reg * np.trace(cxx) / len(cxx) * np.eye(len(cxx))
-    cyy += reg * np.trace(cyy) / len(cyy) * np.eye(len(cyy))
-    wx, wy = _inv_sqrt(cxx), _inv_sqrt(cyy)
+    wx, wy = _whitening(xs, reg), _whitening(ys, reg)
     u, rho, vt = np.linalg.svd(wx @ (xs.T @ ys / n) @ wy, full_matrices=False)
     k = min(k, len(rho))
     a = wx @ u[:, :k]  # x → canonical
