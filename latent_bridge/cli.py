@@ -184,7 +184,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from latent_bridge.training.report import evaluate_bundle
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
-    report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed)
+    report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed, curve_seeds=args.curve_seeds,
+                             progress=not args.quiet)
     print(f"wrote {args.report}/report.md for bundle {report['bundle']}")
 
 
@@ -359,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md, *.png")
     ev.add_argument("--seed", type=int, default=None,
                     help="the split seed (default: the one the bundle was trained with, from its manifest)")
+    ev.add_argument("--curve-seeds", type=int, default=3,
+                    help="seeds of the learning curve, each refitting every pair 5 times (0: no curve; default 3)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="build datasets")
