@@ -203,7 +203,8 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
     Epoch 0 is the linear base itself, so an MLP that never beats its start is scored as that start.
     """
     runs = [MLPRun(pair, fd.fold.train, fd.stats, board.start(bases, i), cfg) for i, fd in enumerate(prepared)]
-    curve, fold_r1 = [], []
+    curve: list[tuple[EdgeMetrics, EdgeMetrics]] = []
+    fold_r1: list[tuple[list[float], list[float]]] = []
     _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
     best, stale = _combined(curve[0]), 0
     bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.name} ({len(runs)} folds)", disable=not cfg.progress,
