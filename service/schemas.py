@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from latent_bridge.service import examples
-from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
+from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType, RetrievalStrategy, StrategyScore
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 Encoding = Literal["float", "base64"]
@@ -149,6 +149,26 @@ class RouteInfo(BaseModel):
     cost: float = Field(description="Sum of the hops' -log(fidelity).")
 
 
+STRATEGY_DOC = (
+    "How a routed retrieval searches: `chain` (the query translated into the target space), `pivot` (the "
+    "query translated to the modality before the target, searched among the target items translated there "
+    "at bundle time) or `fused` (both, ranked by the mean score). Default: the route's cross-validated choice."
+)
+
+
+class StrategyInfo(BaseModel):
+    strategy: RetrievalStrategy = Field(description="What a retrieval along this route uses now, unpinned.")
+    chosen: RetrievalStrategy | None = Field(
+        description="The bundle's cross-validated choice for this route (none: no choice recorded, chained)."
+    )
+    pivot: str | None = Field(description="The pivot modality of `pivot` and `fused`.")
+    available: list[RetrievalStrategy] = Field(description="Strategies a request may pin on this route now.")
+    note: str | None = Field(default=None, description="Why a pivot strategy is unavailable, if it is.")
+    scores: dict[str, StrategyScore] = Field(
+        default_factory=dict, description="Cross-validated R@1, R@10 and MRR of each strategy tried."
+    )
+
+
 class RouteResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -184,6 +204,7 @@ class RouteResponse(BaseModel):
     criterion: str
     best: RouteInfo
     alternatives: list[RouteInfo] = Field(description="The next cheapest simple paths, best first.")
+    strategy: StrategyInfo = Field(description="How a retrieval along the best route searches.")
 
 
 class TranslateRequest(RawInput, _Request):
@@ -280,6 +301,7 @@ class RetrieveRequest(RawInput, _Request):
     )
     exclude_self: bool = Field(default=False, description=EXCLUDE_SELF_DOC)
     effort: int | None = Field(default=None, ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)
+    strategy: RetrievalStrategy | None = Field(default=None, description=STRATEGY_DOC)
 
 
 class Hit(BaseModel):
@@ -327,6 +349,9 @@ class RetrieveResponse(BaseModel):
     path: list[str]
     fidelity: float
     k: int
+    strategy: RetrievalStrategy = Field(default="chain", description="How the gallery was searched.")
+    pivot: str | None = Field(default=None, description="The pivot modality searched in, for `pivot` and `fused`.")
+    strategy_note: str | None = Field(default=None, description="Why the route's chosen strategy fell back to chain.")
     results: list[QueryHits]
 
 

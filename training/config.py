@@ -41,6 +41,7 @@ class TrainConfig:
     max_pairs_per_sample: int = 8
     # galleries
     index_type: IndexType = "flat"
+    pivots: bool = True  # choose each route's retrieval strategy and build the pivot galleries it needs
     progress: bool = True
     threads: int = 1  # torch threads: small translators gain little from more, and lose much on shared cores
     extra: dict[str, object] = field(default_factory=dict)
