@@ -246,7 +246,8 @@ def table(name: str, runs: list[dict[str, object]]) -> str:
         for key in routes:
             rows = [r["routes"][key] for r in runs]  # type: ignore[index]
             cells = [f"{ms([x['strategies'][s]['r1'] for x in rows])} "
-                     f"({statistics.mean(x['strategies'][s]['r10'] for x in rows):.2f})" for s in ("chain", "pivot", "fused")]
+                     f"({statistics.mean(x['strategies'][s]['r10'] for x in rows):.2f})"
+                     for s in ("chain", "pivot", "fused")]
             served = [x["strategies"][x["chosen"]]["r1"] for x in rows]
             direct = [x["direct_ridge"]["r1"] for x in rows]
             picks = ", ".join(x["chosen"] for x in rows)

@@ -194,6 +194,18 @@ class RouteResponse(BaseModel):
                             "hops": [{"from": "audio", "to": "image", "kind": "ridge", "fidelity": 0.7}],
                         }
                     ],
+                    "strategy": {
+                        "strategy": "fused",
+                        "chosen": "fused",
+                        "pivot": "text",
+                        "available": ["chain", "pivot", "fused"],
+                        "note": None,
+                        "scores": {
+                            "chain": {"r1": 0.114, "r10": 0.43, "mrr": 0.2},
+                            "pivot": {"r1": 0.134, "r10": 0.45, "mrr": 0.22},
+                            "fused": {"r1": 0.138, "r10": 0.46, "mrr": 0.23},
+                        },
+                    },
                 }
             ]
         }
@@ -326,6 +338,9 @@ class RetrieveResponse(BaseModel):
                     "path": ["audio", "text"],
                     "fidelity": 0.93,
                     "k": 1,
+                    "strategy": "chain",
+                    "pivot": None,
+                    "strategy_note": None,
                     "results": [
                         {
                             "query": "audio-7",

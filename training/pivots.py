@@ -11,6 +11,7 @@ beside the gallery as an exact index with the same centring as every gallery.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -30,7 +31,6 @@ from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import Fold
 from latent_bridge.training.evaluate import centred_unit, retrieval_summary
 from latent_bridge.training.galleries import CHUNK_ROWS, index_with_mean, sha256_file
-from pathlib import Path
 
 Run = Callable[[Sequence[str], np.ndarray], np.ndarray]  # translate rows along a path
 
@@ -87,7 +87,7 @@ def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samp
 
 def _key(strategy: str, s: StrategyScore) -> tuple[float, int, float]:
     """R@1 first; on a tie the simpler strategy (chain, then pivot), then MRR."""
-    return (s.r1, -STRATEGIES.index(strategy), s.mrr)  # type: ignore[arg-type]
+    return (s.r1, -STRATEGIES.index(strategy), s.mrr)  # type: ignore[arg-type, unused-ignore]
 
 
 def choose(path: Sequence[str], data: Mapping[str, ModalityData], folds: list[Fold],
@@ -102,11 +102,11 @@ def choose(path: Sequence[str], data: Mapping[str, ModalityData], folds: list[Fo
             n += len(a.rows_of(set(fold.val & shared_samples(a, c))))
     if not scored:
         return None
-    means = {s: StrategyScore(**{m: float(np.mean([f[s][m] for f in scored])) for m in ("r1", "r10", "mrr")})
+    means: dict[str, StrategyScore] = {s: StrategyScore(**{m: float(np.mean([f[s][m] for f in scored])) for m in ("r1", "r10", "mrr")})
              for s in STRATEGIES}
     best: RetrievalStrategy = max(STRATEGIES, key=lambda s: _key(s, means[s]))
     return RouteStrategySpec(source=path[0], target=path[-1], path=list(path), pivot=path[-2], strategy=best,
-                             scores=dict(means), n_queries=n)
+                             scores=means, n_queries=n)
 
 
 FoldMaps = Mapping[tuple[str, str], list[Callable[[np.ndarray], np.ndarray]]]

@@ -92,8 +92,10 @@ def artifacts_for(pair: Pair, selection: Selection, final: Final, usable: Sample
     return found
 
 
-def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: dict[tuple[str, str], list[Translate]] | None = None
-                ) -> list[EdgeArtifact]:
+FoldMaps = dict[tuple[str, str], list[Translate]]
+
+
+def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: FoldMaps | None = None) -> list[EdgeArtifact]:
     """Select, refit and export every planned pair; ``maps`` receives each direction's per-fold translators."""
     usable, test, folds = plan_folds(data, cfg)
     artifacts: list[EdgeArtifact] = []
@@ -119,7 +121,7 @@ def train(cfg: TrainConfig) -> Manifest:
     linked = {m for pair in plan_pairs(data, cfg) for m in pair}
     data = {name: d for name, d in data.items() if name in linked}  # a modality without edges stays out
     started = time.perf_counter()
-    maps: dict[tuple[str, str], list[Translate]] = {}
+    maps: FoldMaps = {}
     artifacts = train_pairs(data, cfg, maps)
     record = cfg.as_record() | {"seconds": round(time.perf_counter() - started, 1)}
     folds = plan_folds(data, cfg)[2]

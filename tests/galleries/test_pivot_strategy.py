@@ -29,7 +29,7 @@ def partner_hits(response: httpx.Response) -> float:
 
 def test_fuse_ranks_by_mean_score_with_the_pool_floor_for_missing_items() -> None:
     fused = fuse([("x", 0.9), ("y", 0.5)], [("y", 0.8), ("z", 0.7)])
-    assert fused == [("y", 0.65), ("x", (0.9 + 0.7) / 2), ("z", (0.5 + 0.7) / 2)]
+    assert fused == [("x", (0.9 + 0.7) / 2), ("y", (0.5 + 0.8) / 2), ("z", (0.5 + 0.7) / 2)]
 
 
 def test_route_reports_and_requests_pin_the_strategy_until_writes_make_pivot_unavailable(writable: Path) -> None:
