@@ -32,7 +32,7 @@ from latent_bridge.training.datasets.splits import Split, cv_folds, holdout_spli
 from latent_bridge.training.datasets.synthetic import make_dataset
 from latent_bridge.training.evaluate import ranks, retrieval_summary
 from latent_bridge.training.grow import add_edge
-from latent_bridge.training.pivots import score_strategies
+from latent_bridge.training.pivots import VARIANTS, bank_rows, score_strategies
 from latent_bridge.training.report import evaluate_bundle, route_runner, score_route
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import SpaceStats, fit_linear
@@ -146,7 +146,7 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path) -> dic
                 routed = score_route(route, data, split, served)
                 direct = Baselines(data[src], data[dst], usable, test, seed).all()["ridge"]
                 result["routes"][f"{src}__{dst}"] = {"path": route, "routed": _pick(routed), "direct_ridge": direct,  # type: ignore[index]
-                                                     **strategies(served, route, data, test)}
+                                                     **strategies(served, route, data, usable, test)}
     if seed == 0:  # the eval report's plots (recall@k, modality gap) for the README
         evaluate_bundle(work / f"{name}-{seed}", data_dir, out / f"report-{name}")
     if spec["direct"]:
@@ -154,18 +154,18 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path) -> dic
     return result
 
 
-def strategies(served: Bundle, route: list[str], data: dict[str, ModalityData],
+def strategies(served: Bundle, route: list[str], data: dict[str, ModalityData], usable: frozenset[str],
                test: frozenset[str]) -> dict[str, object]:
-    """Chain, pivot and fused retrieval of a route on the hold-out, with the served translators, and the
-    strategy the bundle chose on cross-validation."""
+    """Chain, pivot and fused retrieval of a route on the hold-out (with and without CSLS, its bank the
+    training rows), with the served translators, and the variant the bundle chose on cross-validation."""
     if len(route) < 3:
         return {}
     scored = score_strategies(route, data[route[0]], data[route[-1]], test,
-                              lambda path, x: route_runner(served, list(path))(x))
+                              lambda path, x: route_runner(served, list(path))(x), bank_rows(data[route[0]], usable))
     chosen = served.strategies.get(tuple(route))
+    variant = "chain" if chosen is None else chosen.strategy + ("+csls" if chosen.hubness == "csls" else "")
     return {"strategies": {k: _pick(v) for k, v in scored.items()},  # type: ignore[arg-type]
-            "chosen": chosen.strategy if chosen else "chain",
-            "cv": {k: v.model_dump() for k, v in chosen.scores.items()} if chosen else {}}
+            "chosen": variant, "cv": {k: v.model_dump() for k, v in chosen.scores.items()} if chosen else {}}
 
 
 def route_choice(parent: Path, data_dir: Path, data: dict[str, ModalityData], split: Split,
@@ -239,15 +239,16 @@ def table(name: str, runs: list[dict[str, object]]) -> str:
                          f"{ms([x['direct_ridge']['r10'] for x in rows])} | {ratio:.2f}× |")
     if routes and "strategies" in next(iter(routes.values())):
         lines += ["", "Routed retrieval by strategy (held-out R@1, mean ± std; R@10 in brackets): the query chained "
-                  "into the target space, searched in the pivot's space, or both fused; `served` is the strategy "
-                  "the bundle chose on cross-validated R@1 (choices over seeds in brackets).", "",
-                  "| query | chain | pivot | fused | served | direct ridge | served / ridge |",
-                  "|---|---|---|---|---|---|---|"]
+                  "into the target space, searched in the pivot's space, or both fused, each pivot-space search "
+                  "also with CSLS hubness reduction; `served` is the variant the bundle chose on cross-validated "
+                  "R@1 (choices over seeds in brackets).", "",
+                  "| query | " + " | ".join(VARIANTS) + " | served | direct ridge | served / ridge |",
+                  "|---|" + "---|" * len(VARIANTS) + "---|---|---|"]
         for key in routes:
             rows = [r["routes"][key] for r in runs]  # type: ignore[index]
             cells = [f"{ms([x['strategies'][s]['r1'] for x in rows])} "
                      f"({statistics.mean(x['strategies'][s]['r10'] for x in rows):.2f})"
-                     for s in ("chain", "pivot", "fused")]
+                     for s in VARIANTS]
             served = [x["strategies"][x["chosen"]]["r1"] for x in rows]
             direct = [x["direct_ridge"]["r1"] for x in rows]
             picks = ", ".join(x["chosen"] for x in rows)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+import numpy as np
 from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.errors import NoGallery
 from latent_bridge.service.gallery import Gallery, open_gallery
@@ -52,6 +53,7 @@ class Bundle:
     encoders: dict[str, Encoder] = field(default_factory=dict)
     media: dict[str, Media] = field(default_factory=dict)
     pivots: dict[tuple[str, str], Gallery] = field(default_factory=dict)
+    hubness: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)  # per route path: CSLS means
     modalities: dict[str, ModalitySpec] = field(init=False)
     strategies: dict[tuple[str, ...], RouteStrategySpec] = field(init=False)
     l2_inputs: frozenset[str] = field(init=False)
@@ -214,6 +216,23 @@ def _open_pivots(bundle_dir: Path, manifest: Manifest) -> dict[tuple[str, str], 
     return pivots
 
 
+def _open_hubness(bundle_dir: Path, manifest: Manifest, pivots: dict[tuple[str, str], Gallery]
+                  ) -> dict[tuple[str, ...], np.ndarray]:
+    """Per route with CSLS, its items' neighbourhood means, one per row of the pivot gallery."""
+    found = {}
+    for r in manifest.routes:
+        if r.hubness_file is None or r.hubness_sha256 is None:
+            continue
+        path = checked_file(bundle_dir, r.hubness_file, r.hubness_sha256)
+        pivot = pivots.get((r.target, r.pivot))
+        means = np.load(path, allow_pickle=False)
+        if pivot is None or means.dtype != np.float32 or means.shape != (pivot.size,):
+            raise BundleError(f"{path}: {means.dtype} {means.shape}, expected float32 per row of the "
+                              f"{r.target!r} pivot gallery in {r.pivot!r} space")
+        found[tuple(r.path)] = means
+    return found
+
+
 def load_bundle(
     bundle_dir: Path,
     criterion: FidelityCriterion = DEFAULT_FIDELITY,
@@ -247,6 +266,7 @@ def _load(
     translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
     galleries = _open_galleries(bundle_dir, manifest)
     pivots = _open_pivots(bundle_dir, manifest)
+    hubness = _open_hubness(bundle_dir, manifest, pivots)
     graph = ModalityGraph(manifest, criterion)
     encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
     media = open_media(bundle_dir, manifest)
@@ -259,4 +279,4 @@ def _load(
         len(galleries),
         seconds,
     )
-    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media, pivots)
+    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media, pivots, hubness)

@@ -191,6 +191,11 @@ def pivot_files(modality: str, pivot: str) -> dict[str, str]:
     }
 
 
+def hubness_file(source: str, modality: str, pivot: str) -> str:
+    """Per-item neighbourhood means of ``modality``'s items in ``pivot`` space, against ``source`` queries."""
+    return f"{INDEX_DIR}/{modality}.in-{pivot}.csls-{source}.npy"
+
+
 class PivotGallerySpec(_Strict):
     """A gallery's items translated once, at bundle time, into a pivot modality's space (row i = item i of
     the gallery it mirrors), so a routed query can be searched there instead of chained to the end."""
@@ -232,6 +237,24 @@ class RouteStrategySpec(_Strict):
     )
     n_queries: int = Field(default=0, ge=0, description="Validation queries behind the scores, over all folds.")
     source_of_scores: MetricSource = "cross_validation"
+    hubness: Literal["none", "csls"] = Field(
+        default="none",
+        description="Hubness reduction of the pivot-space scores (pivot and fused): `csls` lowers each item by "
+        "half its mean cosine to its nearest translated training queries; on only where cross-validation "
+        "said it helps.",
+    )
+    hubness_file: str | None = Field(
+        default=None, description="Per-item neighbourhood means (.npy, float32, row i = pivot gallery row i)."
+    )
+    hubness_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _hubness_file(self) -> RouteStrategySpec:
+        if (self.hubness == "csls") != (self.hubness_file is not None) or (
+            (self.hubness_file is None) != (self.hubness_sha256 is None)
+        ):
+            raise ValueError(f"route {self.source}→{self.target}: hubness 'csls' needs hubness_file and its sha256")
+        return self
 
 
 class Lineage(_Strict):

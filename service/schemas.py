@@ -164,6 +164,9 @@ class StrategyInfo(BaseModel):
     pivot: str | None = Field(description="The pivot modality of `pivot` and `fused`.")
     available: list[RetrievalStrategy] = Field(description="Strategies a request may pin on this route now.")
     note: str | None = Field(default=None, description="Why a pivot strategy is unavailable, if it is.")
+    hubness: Literal["none", "csls"] = Field(
+        default="none", description="The route's hubness reduction of pivot-space scores (pivot and fused)."
+    )
     scores: dict[str, StrategyScore] = Field(
         default_factory=dict, description="Cross-validated R@1, R@10 and MRR of each strategy tried."
     )
@@ -200,6 +203,7 @@ class RouteResponse(BaseModel):
                         "pivot": "text",
                         "available": ["chain", "pivot", "fused"],
                         "note": None,
+                        "hubness": "none",
                         "scores": {
                             "chain": {"r1": 0.114, "r10": 0.43, "mrr": 0.2},
                             "pivot": {"r1": 0.134, "r10": 0.45, "mrr": 0.22},
@@ -341,6 +345,7 @@ class RetrieveResponse(BaseModel):
                     "strategy": "chain",
                     "pivot": None,
                     "strategy_note": None,
+                    "hubness": "none",
                     "results": [
                         {
                             "query": "audio-7",
@@ -367,6 +372,9 @@ class RetrieveResponse(BaseModel):
     strategy: RetrievalStrategy = Field(default="chain", description="How the gallery was searched.")
     pivot: str | None = Field(default=None, description="The pivot modality searched in, for `pivot` and `fused`.")
     strategy_note: str | None = Field(default=None, description="Why the route's chosen strategy fell back to chain.")
+    hubness: Literal["none", "csls"] = Field(
+        default="none", description="Hubness reduction of the pivot-space scores (`csls`: scores are CSLS-adjusted)."
+    )
     results: list[QueryHits]
 
 

@@ -13,10 +13,11 @@ request that pins ``pivot`` or ``fused`` is refused.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 from latent_bridge.service.errors import ServiceError
 from latent_bridge.service.gallery_backend import GalleryBackend, Hit
 from latent_bridge.service.graph import Route
@@ -38,6 +39,11 @@ class Plan:
     pivot: str | None
     chosen: RouteStrategySpec | None
     note: str | None = None
+
+    @property
+    def hubness(self) -> str:
+        """Hubness reduction of the pivot-space scores: the route's choice, for pivot and fused."""
+        return self.chosen.hubness if self.chosen and self.strategy != "chain" else "none"
 
 
 def pivot_unavailable(
@@ -86,6 +92,21 @@ def fuse(chain: Sequence[tuple[K, float]], pivot: Sequence[tuple[K, float]]) -> 
     c, p = dict(chain), dict(pivot)
     fused = [(key, (c.get(key, floor_c) + p.get(key, floor_p)) / 2) for key in dict.fromkeys([*c, *p])]
     return sorted(fused, key=lambda kv: -kv[1])
+
+
+def reduce_hubness(pool: Sequence[tuple[K, float]], means: Callable[[K], float], centre: float
+                   ) -> list[tuple[K, float]]:
+    """CSLS over a candidate pool: each score lowered by half its item's neighbourhood mean (less its mean
+    over the gallery, to keep the cosine's scale), best first. Ranks as 2·cos − r_item does."""
+    return sorted(((key, score - (means(key) - centre) / 2) for key, score in pool), key=lambda kv: -kv[1])
+
+
+def csls_hits(hits: list[Hit], rows: Callable[[str], int], means: np.ndarray) -> list[Hit]:
+    """``reduce_hubness`` over gallery hits; ``rows`` gives each item's row in ``means``."""
+    by_id = {h.id: h for h in hits}
+    centre = float(means.mean())
+    ranked = reduce_hubness([(h.id, h.score) for h in hits], lambda item: float(means[rows(item)]), centre)
+    return [Hit(item, score, by_id[item].sample, by_id[item].payload) for item, score in ranked]
 
 
 def fuse_hits(chain: list[Hit], pivot: list[Hit], k: int) -> list[Hit]:

@@ -33,14 +33,13 @@ from latent_bridge.service.manifest import (
     Lineage,
     Manifest,
     ModalitySpec,
-    RouteStrategySpec,
     edge_key,
     translator_file,
     write_manifest,
 )
 from latent_bridge.training.datasets.reader import ModalityData
 from latent_bridge.training.galleries import in_memory_rows, write_gallery_files
-from latent_bridge.training.pivots import build_pivot_gallery
+from latent_bridge.training.pivots import RouteChoice, build_pivot_gallery, with_hubness
 
 VERSIONED_PACKAGES = ("latent-bridge", "torch", "onnx", "onnxruntime", "faiss-cpu", "numpy")
 
@@ -192,7 +191,7 @@ def write_bundle(
     training: dict[str, object],
     index_type: IndexType = "flat",
     parent: Parent | None = None,
-    strategies: Callable[[Bundle], list[RouteStrategySpec]] | None = None,
+    strategies: Callable[[Bundle], list[RouteChoice]] | None = None,
 ) -> Manifest:
     """Write a bundle from trained edges plus a gallery for each modality in ``data`` that lacks one.
 
@@ -233,10 +232,12 @@ def write_bundle(
     return manifest
 
 
-def with_pivots(staging: Path, bundle: Bundle, routes: list[RouteStrategySpec]) -> Manifest:
-    """The staged bundle's manifest with ``routes`` and the pivot galleries they search, written and checked."""
-    needed = sorted({(r.target, r.pivot) for r in routes})
+def with_pivots(staging: Path, bundle: Bundle, choices: list[RouteChoice]) -> Manifest:
+    """The staged bundle's manifest with the chosen routes, the pivot galleries they search and their
+    hubness files, written and checked."""
+    needed = sorted({(c.spec.target, c.spec.pivot) for c in choices})
     pivots = [build_pivot_gallery(staging, bundle, modality, pivot) for modality, pivot in needed]
+    routes = [with_hubness(staging, bundle, c) for c in choices]
     manifest = bundle.manifest.model_copy(update={"routes": routes, "pivot_galleries": pivots})
     manifest = Manifest.model_validate(manifest.model_dump())
     write_manifest(manifest, staging)

@@ -193,12 +193,18 @@ def _rebuilt(
 
 def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt: set[str]) -> Manifest:
     """Write the manifest with pivot galleries that mirror the new galleries: those of kept galleries are
-    copied, those of rebuilt ones translated again from the new items."""
+    copied, those of rebuilt ones translated again from the new items. A rebuilt gallery's routes lose
+    their CSLS term (its bank, the training queries, is not at hand here)."""
     kept = [p for p in manifest.pivot_galleries if p.modality not in rebuilt]
-    for file, _ in [f for p in kept for f in p.files()]:
+    routes = [r if r.target not in rebuilt else
+              r.model_copy(update={"hubness": "none", "hubness_file": None, "hubness_sha256": None})
+              for r in manifest.routes]
+    files = [f for p in kept for f in p.files()] + [(r.hubness_file, "") for r in routes if r.hubness_file]
+    for file, _ in files:
         shutil.copyfile(parent_dir / file, staging / file)
     stale = [p for p in manifest.pivot_galleries if p.modality in rebuilt]
-    manifest = Manifest.model_validate(manifest.model_copy(update={"pivot_galleries": kept}).model_dump())
+    update = {"pivot_galleries": kept, "routes": routes}
+    manifest = Manifest.model_validate(manifest.model_copy(update=update).model_dump())
     write_manifest(manifest, staging)
     if not stale:
         return manifest

@@ -11,6 +11,7 @@ beside the gallery as an exact index with the same centring as every gallery.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -23,15 +24,18 @@ from latent_bridge.service.manifest import (
     RetrievalStrategy,
     RouteStrategySpec,
     StrategyScore,
+    hubness_file,
     pivot_files,
 )
-from latent_bridge.service.strategy import POOL, fuse
+from latent_bridge.service.strategy import POOL, fuse, reduce_hubness
 from latent_bridge.service.translate import run_route
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import Fold
 from latent_bridge.training.evaluate import centred_unit, retrieval_summary
 from latent_bridge.training.galleries import CHUNK_ROWS, index_with_mean, sha256_file
 
+CSLS_K = 10  # neighbours behind each item's hubness term
+BANK_ROWS = 20_000  # training queries at most in a CSLS bank
 Run = Callable[[Sequence[str], np.ndarray], np.ndarray]  # translate rows along a path
 
 
@@ -51,62 +55,103 @@ def _ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(best), 1 + above, scores.shape[1])
 
 
-def _fused_ranks(chain: np.ndarray, pivot: np.ndarray, relevant: np.ndarray) -> np.ndarray:
-    """Ranks under ``fuse`` of the two ``POOL``-best candidate lists, as the server fuses them; a partner in
-    neither pool ranks last."""
-    pool = min(POOL, chain.shape[1])
+def neighbourhood_means(items: np.ndarray, bank: np.ndarray, k: int = CSLS_K) -> np.ndarray:
+    """Each item's mean cosine to its ``k`` nearest ``bank`` rows (translated queries), both centred by the
+    items' mean as the gallery scores them: CSLS's hubness term, one float32 per item."""
+    mean = items.mean(axis=0)
+    index = faiss.IndexFlatIP(items.shape[1])
+    index.add(centred_unit(bank, mean).astype(np.float32))
     found = []
-    for sc, sp, rel in zip(chain, pivot, relevant, strict=True):
-        top_c, top_p = np.argsort(-sc)[:pool], np.argsort(-sp)[:pool]
-        fused = fuse([(int(i), float(sc[i])) for i in top_c], [(int(i), float(sp[i])) for i in top_p])
-        scored = [s for i, s in fused if rel[i]]
-        if not scored:
-            found.append(len(sc))
-            continue
-        found.append(1 + sum(1 for i, s in fused if s >= max(scored) and not rel[i]))
+    for start in range(0, len(items), CHUNK_ROWS):
+        sims, _ = index.search(centred_unit(items[start : start + CHUNK_ROWS], mean).astype(np.float32),
+                               min(k, len(bank)))
+        found.append(sims.mean(axis=1))
+    return np.concatenate(found).astype(np.float32)
+
+
+def _pools(scores: np.ndarray, means: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+    """Per query, the ``POOL`` best items by cosine, as the server fetches them, CSLS-adjusted by ``means``."""
+    pool = min(POOL, scores.shape[1])
+    found = []
+    for row in scores:
+        top = [(int(i), float(row[i])) for i in np.argsort(-row, kind="stable")[:pool]]
+        if means is not None:
+            top = reduce_hubness(top, lambda i: float(means[i]), float(means.mean()))
+        found.append(top)
+    return found
+
+
+def _list_ranks(lists: list[list[tuple[int, float]]], relevant: np.ndarray) -> np.ndarray:
+    """Rank of each query's best partner in its ranked candidate list (ties against; absent: last)."""
+    found = []
+    for ranked, rel in zip(lists, relevant, strict=True):
+        scored = [s for i, s in ranked if rel[i]]
+        found.append(len(rel) if not scored else 1 + sum(1 for i, s in ranked if s >= max(scored) and not rel[i]))
     return np.asarray(found)
 
 
 def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samples: frozenset[str],
-                     run: Run) -> dict[str, dict[str, float]]:
+                     run: Run, bank: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Retrieval from ``a`` to ``c`` along ``path`` on ``samples``, by each strategy (the gallery: those
-    samples' ``c`` rows)."""
+    samples' ``c`` rows); with a ``bank`` of ``a`` rows (training queries), also with CSLS in pivot space."""
     shared = set(samples & shared_samples(a, c))
     qa, gc = a.rows_of(shared), c.rows_of(shared)
     items = c.embeddings[gc]
     relevant = a.samples[qa][:, None] == c.samples[gc][None, :]
     in_pivot = run(path[:-1], a.embeddings[qa])
+    items_pivot = run([path[-1], path[-2]], items)
     chain = _scores(run(path[-2:], in_pivot), items)
-    pivot = _scores(in_pivot, run([path[-1], path[-2]], items))
-    return {
+    pivot = _scores(in_pivot, items_pivot)
+    found = {
         "chain": retrieval_summary(_ranks(chain, relevant)),
         "pivot": retrieval_summary(_ranks(pivot, relevant)),
-        "fused": retrieval_summary(_fused_ranks(chain, pivot, relevant)),
+        "fused": retrieval_summary(_list_ranks([fuse(c_, p_) for c_, p_ in zip(_pools(chain), _pools(pivot),
+                                                                                strict=True)], relevant)),
     }
+    if bank is not None:
+        means = neighbourhood_means(items_pivot, run(path[:-1], bank))
+        reduced = _pools(pivot, means)
+        found["pivot+csls"] = retrieval_summary(_list_ranks(reduced, relevant))
+        found["fused+csls"] = retrieval_summary(
+            _list_ranks([fuse(c_, p_) for c_, p_ in zip(_pools(chain), reduced, strict=True)], relevant))
+    return found
 
 
-def _key(strategy: str, s: StrategyScore) -> tuple[float, int, float]:
-    """R@1 first; on a tie the simpler strategy (chain, then pivot), then MRR."""
-    return (s.r1, -STRATEGIES.index(strategy), s.mrr)  # type: ignore[arg-type, unused-ignore]
+VARIANTS = ("chain", "pivot", "fused", "pivot+csls", "fused+csls")  # simplest first: ties go to the left
+
+
+def _key(variant: str, s: StrategyScore) -> tuple[float, int, float]:
+    """R@1 first; on a tie the simpler variant (chain, pivot, fused, then with CSLS), then MRR."""
+    return (s.r1, -VARIANTS.index(variant), s.mrr)
+
+
+def bank_rows(data: ModalityData, samples: frozenset[str], limit: int = BANK_ROWS) -> np.ndarray:
+    """Rows of ``samples`` as a query bank for CSLS (at most ``limit``, a seeded choice)."""
+    rows = data.rows_of(set(samples))
+    if len(rows) > limit:
+        rows = np.sort(np.random.default_rng(0).choice(rows, limit, replace=False))
+    return data.embeddings[rows]
 
 
 def choose(path: Sequence[str], data: Mapping[str, ModalityData], folds: list[Fold],
-           runs: list[Run]) -> RouteStrategySpec | None:
-    """The strategy of route ``path`` with the best mean R@1 over the folds (``runs[i]``: fold i's
-    translators), or None where no fold has a validation sample shared by both ends."""
+           runs: list[Run]) -> tuple[RouteStrategySpec, bool] | None:
+    """The variant of route ``path`` with the best mean R@1 over the folds (``runs[i]``: fold i's
+    translators; CSLS's bank: the fold's training rows), or None where no fold has a validation sample
+    shared by both ends; and whether CSLS won (its file is written with the pivot galleries)."""
     a, c = data[path[0]], data[path[-1]]
     scored, n = [], 0
     for fold, run in zip(folds, runs, strict=True):
         if fold.val & shared_samples(a, c):
-            scored.append(score_strategies(path, a, c, fold.val, run))
+            scored.append(score_strategies(path, a, c, fold.val, run, bank_rows(a, fold.train)))
             n += len(a.rows_of(set(fold.val & shared_samples(a, c))))
     if not scored:
         return None
-    means: dict[str, StrategyScore] = {s: StrategyScore(**{m: float(np.mean([f[s][m] for f in scored])) for m in ("r1", "r10", "mrr")})
-             for s in STRATEGIES}
-    best: RetrievalStrategy = max(STRATEGIES, key=lambda s: _key(s, means[s]))
-    return RouteStrategySpec(source=path[0], target=path[-1], path=list(path), pivot=path[-2], strategy=best,
-                             scores=means, n_queries=n)
+    means = {v: StrategyScore(**{m: float(np.mean([f[v][m] for f in scored])) for m in ("r1", "r10", "mrr")})
+             for v in VARIANTS}
+    best = max(VARIANTS, key=lambda v: _key(v, means[v]))
+    strategy: RetrievalStrategy = next(s for s in STRATEGIES if best.split("+")[0] == s)
+    return RouteStrategySpec(source=path[0], target=path[-1], path=list(path), pivot=path[-2], strategy=strategy,
+                             scores=means, n_queries=n), best.endswith("+csls")
 
 
 FoldMaps = Mapping[tuple[str, str], list[Callable[[np.ndarray], np.ndarray]]]
@@ -123,9 +168,18 @@ def fold_runs(maps: FoldMaps, folds: int) -> list[Run]:
     return [runner(i) for i in range(folds)]
 
 
+@dataclass(frozen=True)
+class RouteChoice:
+    """A route's chosen strategy, and for CSLS the query bank its shipped hubness file is computed from."""
+
+    spec: RouteStrategySpec
+    bank: np.ndarray | None = None
+
+
 def choose_strategies(bundle: Bundle, data: Mapping[str, ModalityData], folds: list[Fold],
-                      maps: FoldMaps) -> list[RouteStrategySpec]:
-    """A strategy for every routed pair of modalities whose hops (and pivot edge) have fold translators."""
+                      maps: FoldMaps, usable: frozenset[str]) -> list[RouteChoice]:
+    """A strategy for every routed pair of modalities whose hops (and pivot edge) have fold translators;
+    CSLS, where chosen, ships with a bank of the source's usable rows."""
     found = []
     for src in sorted(data):
         for dst in sorted(set(data) & set(bundle.galleries)):
@@ -140,8 +194,24 @@ def choose_strategies(bundle: Bundle, data: Mapping[str, ModalityData], folds: l
                 continue
             chosen = choose(path, data, folds, fold_runs(maps, len(folds)))
             if chosen is not None:
-                found.append(chosen)
+                spec, csls = chosen
+                found.append(RouteChoice(spec, bank_rows(data[src], usable) if csls else None))
     return found
+
+
+def with_hubness(staging: Path, bundle: Bundle, choice: RouteChoice) -> RouteStrategySpec:
+    """The route's spec, with its CSLS file when chosen: neighbourhood means of its (already written) pivot
+    gallery's rows against the bank translated to the pivot by the shipped translators."""
+    route = choice.spec
+    if choice.bank is None:
+        return route
+    head = bundle.graph.along(route.path[:-1], route.source, route.pivot)
+    queries = run_route(bundle.translators, head, np.ascontiguousarray(choice.bank, np.float32), bundle.l2_inputs)
+    items = np.load(staging / pivot_files(route.target, route.pivot)["vectors"], mmap_mode="r")
+    file = hubness_file(route.source, route.target, route.pivot)
+    np.save(staging / file, neighbourhood_means(np.asarray(items), queries))
+    return route.model_copy(update={"hubness": "csls", "hubness_file": file,
+                                    "hubness_sha256": sha256_file(staging / file)})
 
 
 def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str) -> PivotGallerySpec:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from latent_bridge.service.bundle import Bundle
-from latent_bridge.service.manifest import EdgeMetrics, Manifest, RouteStrategySpec
+from latent_bridge.service.manifest import EdgeMetrics, Manifest
 from latent_bridge.training.bundle import EdgeArtifact, write_bundle
 from latent_bridge.training.candidates import Pair, Samples
 from latent_bridge.training.config import TrainConfig
@@ -30,7 +30,7 @@ from latent_bridge.training.datasets.splits import Fold, cv_folds, holdout_split
 from latent_bridge.training.evaluate import Translate, evaluate_translation
 from latent_bridge.training.export import to_onnx
 from latent_bridge.training.fitting import Final, refit
-from latent_bridge.training.pivots import choose_strategies
+from latent_bridge.training.pivots import RouteChoice, choose_strategies
 from latent_bridge.training.selection import Selection, select
 from latent_bridge.training.translators import translate
 from threadpoolctl import threadpool_limits
@@ -124,10 +124,10 @@ def train(cfg: TrainConfig) -> Manifest:
     maps: FoldMaps = {}
     artifacts = train_pairs(data, cfg, maps)
     record = cfg.as_record() | {"seconds": round(time.perf_counter() - started, 1)}
-    folds = plan_folds(data, cfg)[2]
+    usable, _, folds = plan_folds(data, cfg)
 
-    def strategies(bundle: Bundle) -> list[RouteStrategySpec]:
-        return choose_strategies(bundle, data, folds, maps) if cfg.pivots else []
+    def strategies(bundle: Bundle) -> list[RouteChoice]:
+        return choose_strategies(bundle, data, folds, maps, usable) if cfg.pivots else []
 
     return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type,
                         strategies=strategies)

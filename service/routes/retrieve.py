@@ -26,7 +26,7 @@ from latent_bridge.service.schemas import (
     RetrieveRequest,
     RetrieveResponse,
 )
-from latent_bridge.service.strategy import POOL, Plan, fuse_hits, plan
+from latent_bridge.service.strategy import POOL, Plan, csls_hits, fuse_hits, plan
 from latent_bridge.service.translate import Matrix, run_route
 from latent_bridge.service.vectors import count_values
 from starlette.concurrency import run_in_threadpool
@@ -65,13 +65,17 @@ def _search(
         results = gallery.search(y, k, options)
     else:
         pivoted = bundle.pivots[route.path[-1], route.path[-2]]
+        means = bundle.hubness.get(route.path) if how.hubness == "csls" else None
+        pool = max(k, POOL) if how.strategy == "fused" or means is not None else k
+        in_pivot = pivoted.search(y, pool, options)
+        if means is not None:
+            in_pivot = [csls_hits(hits, pivoted.row_of, means) for hits in in_pivot]
         if how.strategy == "pivot":
-            results = pivoted.search(y, k, options)
+            results = [hits[:k] for hits in in_pivot]
         else:
             tail = bundle.graph.along(list(route.path[-2:]), route.path[-2], route.path[-1])
             chained = run_route(bundle.translators, tail, y, bundle.l2_inputs, metrics.observe_hop)
-            pool = max(k, POOL)
-            both = zip(gallery.search(chained, pool, options), pivoted.search(y, pool, options), strict=True)
+            both = zip(gallery.search(chained, pool, options), in_pivot, strict=True)
             results = [fuse_hits(c, p, k) for c, p in both]
     metrics.observe_search(gallery.modality, time.perf_counter() - started)
     return results
@@ -103,6 +107,7 @@ def search(
             "strategy": how.strategy,
             "pivot": how.pivot,
             "strategy_note": how.note,
+            "hubness": how.hubness,
             "results": [{"query": q, "hits": hits} for q, hits in zip(queries, results, strict=True)],
         }
     )

@@ -10,7 +10,8 @@ import httpx
 import numpy as np
 from gallerycorpus import API_KEY
 from latent_bridge.service.manifest import STRATEGIES, read_manifest
-from latent_bridge.service.strategy import fuse
+from latent_bridge.service.strategy import fuse, reduce_hubness
+from latent_bridge.training.pivots import VARIANTS
 from serverprocess import running_server
 
 KEYED = {"X-API-Key": API_KEY}
@@ -32,17 +33,26 @@ def test_fuse_ranks_by_mean_score_with_the_pool_floor_for_missing_items() -> Non
     assert fused == [("x", (0.9 + 0.7) / 2), ("y", (0.5 + 0.8) / 2), ("z", (0.5 + 0.7) / 2)]
 
 
+def test_csls_lowers_hubs_by_half_their_neighbourhood_mean() -> None:
+    means = {"hub": 0.9, "plain": 0.1}
+    ranked = reduce_hubness([("hub", 0.5), ("plain", 0.4)], means.__getitem__, centre=0.5)
+    assert ranked == [("plain", 0.4 + 0.2), ("hub", 0.5 - 0.2)]
+
+
 def test_route_reports_and_requests_pin_the_strategy_until_writes_make_pivot_unavailable(writable: Path) -> None:
     manifest = read_manifest(writable)
     (choice,) = [r for r in manifest.routes if (r.source, r.target) == ("a", "c")]
-    assert choice.path == ["a", "b", "c"] and set(choice.scores) == set(STRATEGIES)
+    assert choice.path == ["a", "b", "c"] and set(choice.scores) == set(VARIANTS)
     assert {(p.modality, p.pivot) for p in manifest.pivot_galleries} >= {("c", "b")}
     env = {"LATENT_BRIDGE_ADMIN_KEY": API_KEY}
     with running_server(writable, env=env) as server, httpx.Client(base_url=server.base) as client:
         route = client.get("/route", params={"from": "a", "to": "c"}, headers=KEYED).json()["strategy"]
         assert route["chosen"] == route["strategy"] == choice.strategy and route["pivot"] == "b"
         assert route["available"] == list(STRATEGIES) and route["scores"]["pivot"]["r1"] == choice.scores["pivot"].r1
-        assert retrieve(client).json()["strategy"] == choice.strategy
+        assert route["hubness"] == choice.hubness
+        unpinned = retrieve(client).json()
+        assert unpinned["strategy"] == choice.strategy
+        assert unpinned["hubness"] == (choice.hubness if choice.strategy != "chain" else "none")
         for strategy in STRATEGIES:
             found = retrieve(client, strategy)
             assert found.status_code == 200, found.text
