@@ -120,7 +120,7 @@ def dataset_dir(name: str, work: Path) -> Path:
     return out
 
 
-def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path) -> dict[str, object]:
+def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path, extras: bool = True) -> dict[str, object]:
     spec = DATASETS[name]
     edges = list(spec["edges"])  # type: ignore[call-overload]
     load = os.getloadavg()[0]
@@ -147,9 +147,9 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path) -> dic
                 direct = Baselines(data[src], data[dst], usable, test, seed).all()["ridge"]
                 result["routes"][f"{src}__{dst}"] = {"path": route, "routed": _pick(routed), "direct_ridge": direct,  # type: ignore[index]
                                                      **strategies(served, route, data, usable, test)}
-    if seed == 0:  # the eval report's plots (recall@k, modality gap) for the README
+    if seed == 0 and extras:  # the eval report's plots (recall@k, modality gap) for the README
         evaluate_bundle(work / f"{name}-{seed}", data_dir, out / f"report-{name}")
-    if spec["direct"]:
+    if spec["direct"] and extras:
         result["route_choice"] = route_choice(work / f"{name}-{seed}", data_dir, data, split, spec, seed)
     return result
 
@@ -278,6 +278,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/quality"))
     parser.add_argument("--tables-only", action="store_true",
                         help="only print the tables from the per-seed results already in --out (seeds run apart)")
+    parser.add_argument("--edges-and-routes-only", action="store_true",
+                        help="skip the eval report and the route-choice check (the grown direct edges)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     texts = []
@@ -285,7 +287,7 @@ def main() -> None:
         for name in args.datasets:
             data_dir = dataset_dir(name, Path(tmp))
             for seed in [] if args.tables_only else args.seeds:
-                run = run_seed(name, data_dir, Path(tmp), seed, args.out)
+                run = run_seed(name, data_dir, Path(tmp), seed, args.out, not args.edges_and_routes_only)
                 (args.out / f"{name}-seed{seed}.json").write_text(json.dumps(run, indent=2) + "\n")
             runs = [json.loads((args.out / f"{name}-seed{s}.json").read_text()) for s in args.seeds]
             texts.append(table(name, runs))
