@@ -209,12 +209,15 @@ class MilvusGallery:
     # -- reading -----------------------------------------------------------------------------------
 
     def unavailable(self) -> str | None:
-        """Why the gallery cannot serve now (None when it can): Milvus unreachable, or the collection gone."""
+        """Why the gallery cannot serve now (None when it can): Milvus unreachable, the collection gone, or
+        not loaded yet (a Milvus back from a restart loads it first)."""
         try:
-            present = self.link.call(lambda c, t: bool(c.has_collection(self.collection, timeout=t)))
+            if not self.link.call(lambda c, t: bool(c.has_collection(self.collection, timeout=t))):
+                return f"collection {self.collection!r} is missing in Milvus at {self.link.uri}"
+            self._call(lambda c, t: None)  # loads the collection on a new connection
         except GalleryUnavailable as exc:
             return exc.detail
-        return None if present else f"collection {self.collection!r} is missing in Milvus at {self.link.uri}"
+        return None
 
     def count(self) -> int:
         rows = self._call(
