@@ -201,7 +201,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from latent_bridge.training.report import evaluate_bundle
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
-    report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed)
+    report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed, curve_seeds=args.curve_seeds,
+                             progress=not args.quiet)
     print(f"wrote {args.report}/report.md for bundle {report['bundle']}")
 
 
@@ -298,6 +299,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-shared", dest="min_shared", type=int, default=None)
     parser.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", default=None,
+                        help="train the MLP in float32 throughout (default: bfloat16 steps where the CPU has them)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -378,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md, *.png")
     ev.add_argument("--seed", type=int, default=None,
                     help="the split seed (default: the one the bundle was trained with, from its manifest)")
+    ev.add_argument("--curve-seeds", type=int, default=3,
+                    help="seeds of the learning curve, each refitting every pair 5 times (0: no curve; default 3)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="build datasets")

@@ -23,7 +23,7 @@ from latent_bridge.training.translators import (
     MLPTranslator,
     SpaceStats,
     affine_from_standardised,
-    fit_linear,
+    fit_linear_both,
 )
 from torch import nn
 
@@ -93,8 +93,7 @@ def fit_kind(
         eye, zero = np.eye(pair.a.dim, dtype=np.float32), np.zeros(pair.a.dim, dtype=np.float32)
         return Fitted(kind, AffineTranslator(eye, zero), AffineTranslator(eye, zero))
     xs, ys = rows
-    f = fit_linear(kind, xs, ys, alphas[0], cca_dim=cfg.cca_dim)
-    g = fit_linear(kind, ys, xs, alphas[1], cca_dim=cfg.cca_dim)
+    f, g = fit_linear_both(kind, xs, ys, alphas, cca_dim=cfg.cca_dim)
     return Fitted(kind, affine_from_standardised(f, sa, sb), affine_from_standardised(g, sb, sa))
 
 
@@ -105,13 +104,22 @@ def standardised_map(module: nn.Module, src: SpaceStats, dst: SpaceStats) -> np.
     return weight * (src.scale / dst.scale)
 
 
+def fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slower."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def _infonce(pred: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, tau: float) -> torch.Tensor:
-    """InfoNCE over the batch; other rows of the same sample are not counted as negatives."""
-    logits = F.normalize(pred, dim=1) @ F.normalize(target, dim=1).T / tau
-    same = codes[:, None] == codes[None, :]
-    eye = torch.eye(len(codes), dtype=torch.bool)
-    logits = logits.masked_fill(same & ~eye, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(codes)))
+    """InfoNCE over the batch; other rows of the same sample are not counted as negatives.
+
+    Always in float32: logits divided by a small temperature would magnify bfloat16's rounding.
+    """
+    with torch.autocast("cpu", enabled=False):
+        logits = F.normalize(pred.float(), dim=1) @ F.normalize(target.float(), dim=1).T / tau
+        same = codes[:, None] == codes[None, :]
+        eye = torch.eye(len(codes), dtype=torch.bool)
+        logits = logits.masked_fill(same & ~eye, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(len(codes)))
 
 
 def _cos_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -134,15 +142,17 @@ class MLPRun:
         _, codes = np.unique(pair.a.samples[ia], return_inverse=True)
         self.codes = torch.from_numpy(codes.astype(np.int64))
         params = list(self.f.parameters()) + list(self.g.parameters())
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.bf16 = cfg.bf16 and fast_bf16()
         self.epochs = 0
 
     def epoch(self) -> None:
         self.f.train()
         self.g.train()
         for idx in torch.randperm(len(self.xa), generator=self.gen).split(self.cfg.batch_size):
-            loss = self._loss(self.xa[idx], self.yb[idx], self.codes[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                loss = self._loss(self.xa[idx], self.yb[idx], self.codes[idx])
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()

@@ -39,6 +39,7 @@ class TrainConfig:
     infonce_weight: float = 1.0
     temperature: float = 0.05
     max_pairs_per_sample: int = 8
+    bf16: bool = True  # MLP steps in bfloat16 autocast (float32 weights) where the CPU has it natively: ~2x faster
     # galleries
     index_type: IndexType = "flat"
     progress: bool = True

@@ -60,13 +60,14 @@ def _mlp(pair: Pair, usable: Samples, stats: tuple[SpaceStats, SpaceStats], rows
     """Train the MLP pair once, snapshotting each direction at its own epoch count ("mlp:0", "mlp:1")."""
     start = linear_start(pair, selection.bases, rows, stats, cfg, selection.alphas)
     run = MLPRun(pair, usable, stats, start, cfg)
+    wanted = [d for d, c in enumerate(selection.choices()) if c.kind == "mlp"]  # only as long as they need
     found: dict[str, Fitted] = {}
-    for d in (0, 1):
+    for d in wanted:
         if selection.epochs[d] == 0:
             found[f"mlp:{d}"] = run.snapshot()
-    while len(found) < 2:
+    while len(found) < len(wanted):
         run.epoch()
-        for d in (0, 1):
+        for d in wanted:
             if selection.epochs[d] == run.epochs:
                 found[f"mlp:{d}"] = run.snapshot()
     return found

@@ -101,18 +101,30 @@ def linear_kinds(pair: Pair, cfg: TrainConfig) -> list[str]:
 
 @dataclass
 class Board:
-    """Cross-validated metrics per candidate and direction; ridge keeps its best alpha per direction."""
+    """Cross-validated metrics per candidate and direction; ridge keeps its best alpha per direction.
+
+    The per-fold fits behind each direction's best entry are kept: an MLP starts from them on its folds.
+    """
 
     metrics: list[dict[str, EdgeMetrics]] = field(default_factory=lambda: [{}, {}])
     alphas: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    fits: list[dict[str, list[Fitted]]] = field(default_factory=lambda: [{}, {}])
+    fold_r1: list[dict[str, list[float]]] = field(default_factory=lambda: [{}, {}])  # per fold, best entry
 
-    def add(self, kind: str, folds: list[Scored], alpha: float | None = None) -> None:
+    def add(self, kind: str, folds: list[Scored], alpha: float | None = None, fits: list[Fitted] | None = None) -> None:
         for d in (0, 1):
             m = mean_metrics([s[d] for s in folds])
             if kind not in self.metrics[d] or _key(kind, m) > _key(kind, self.metrics[d][kind]):
                 self.metrics[d][kind] = m
+                self.fold_r1[d][kind] = [s[d].r1 for s in folds]
+                if fits is not None:
+                    self.fits[d][kind] = fits
                 if alpha is not None:
                     self.alphas[d] = alpha
+
+    def start(self, bases: tuple[str, str], fold: int) -> Fitted:
+        """The MLP's starting maps on one fold: each direction's best linear kind, as fitted for its score."""
+        return Fitted("linear", self.fits[0][bases[0]][fold].forward, self.fits[1][bases[1]][fold].backward)
 
     def _key(self, d: int, kind: str) -> tuple[float, int, float]:
         return _key(kind, self.metrics[d][kind])
@@ -133,8 +145,9 @@ def select(pair: Pair, folds: list[Fold], cfg: TrainConfig, position: int = 0) -
     for kind in linear_kinds(pair, cfg):
         for alpha in cfg.ridge_alphas if kind == "ridge" else (None,):
             a = alpha if alpha is not None else 1.0
-            board.add(kind, [score(pair, fit_kind(pair, kind, fd.rows, fd.stats, cfg, (a, a)), fd)
-                             for fd in prepared], alpha)
+            fits = [fit_kind(pair, kind, fd.rows, fd.stats, cfg, (a, a)) for fd in prepared]
+            board.add(kind, [score(pair, f, fd) for f, fd in zip(fits, prepared, strict=True)], alpha,
+                      fits if kind in LINEAR_BASES else None)
     epochs = (0, 0)
     bases = ("ridge", "ridge")
     if cfg.kind in ("auto", "mlp"):
@@ -149,6 +162,8 @@ def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tupl
     for d in (0, 1):
         found = board.metrics[d] if cfg.kind != "mlp" else {"mlp": board.metrics[d]["mlp"]}
         kind = max(found, key=lambda k: _key(k, found[k]))  # noqa: B023  # used at once, inside the loop
+        if kind == "mlp" and cfg.kind == "auto":
+            kind = _mlp_or_simpler(board, d)
         linear = bases[d] if kind == "mlp" else kind
         params: dict[str, float | int | str] = {}
         if linear == "ridge":
@@ -161,23 +176,37 @@ def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tupl
     return choices[0], choices[1]
 
 
+def _mlp_or_simpler(board: Board, d: int) -> str:
+    """Keep the MLP only where it beats the best other kind by more than one standard error over the folds.
+
+    The MLP is scored here with each fold's epoch chosen on the other folds (``_nested_r1``), since the
+    best point of the mean validation curve flatters it; a lead within the folds' spread is then not
+    trusted, and the simpler map it grew from ships (the one-standard-error rule). With one split there
+    is no spread to measure, and any lead counts.
+    """
+    others = {k: m for k, m in board.metrics[d].items() if k != "mlp"}
+    best = max(others, key=lambda k: _key(k, others[k]))
+    diff = np.subtract(board.fold_r1[d]["mlp"], board.fold_r1[d][best])
+    margin = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return "mlp" if diff.mean() > margin else best
+
+
 def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], board: Board, cfg: TrainConfig,
               position: int = 0) -> tuple[int, int]:
     """Train the MLP on every fold in lockstep; the best epoch per direction on the mean validation curve.
 
     Epoch 0 is the linear base itself, so an MLP that never beats its start is scored as that start.
     """
-    alphas = (board.alphas[0], board.alphas[1])
-    runs = [MLPRun(pair, fd.fold.train, fd.stats, linear_start(pair, bases, fd.rows, fd.stats, cfg, alphas), cfg)
-            for fd in prepared]
-    curve = [_fold_scores(pair, runs, prepared)]
+    runs = [MLPRun(pair, fd.fold.train, fd.stats, board.start(bases, i), cfg) for i, fd in enumerate(prepared)]
+    curve, fold_r1 = [], []
+    _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
     best, stale = _combined(curve[0]), 0
     bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.name} ({len(runs)} folds)", disable=not cfg.progress,
                position=position, leave=False)
     for _ in bar:
         for run in runs:
             run.epoch()
-        curve.append(_fold_scores(pair, runs, prepared))
+        _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
         if _combined(curve[-1]) > best:
             best, stale = _combined(curve[-1]), 0
         else:
@@ -190,6 +219,7 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
         at = max(range(len(curve)), key=lambda e: (curve[e][d].r1, curve[e][d].mrr, -e))
         epochs.append(at)
         board.metrics[d]["mlp"] = curve[at][d]
+        board.fold_r1[d]["mlp"] = _nested_r1([epoch[d] for epoch in fold_r1])
     return epochs[0], epochs[1]
 
 
@@ -201,9 +231,32 @@ def linear_start(pair: Pair, bases: tuple[str, str], rows: tuple[np.ndarray, ...
     return Fitted("linear", forward, backward)
 
 
-def _fold_scores(pair: Pair, runs: list[MLPRun], prepared: list[FoldData]) -> tuple[EdgeMetrics, EdgeMetrics]:
-    scored = [score(pair, Fitted("mlp", run.f, run.g), fd) for run, fd in zip(runs, prepared, strict=True)]
-    return mean_metrics([s[0] for s in scored]), mean_metrics([s[1] for s in scored])
+def _nested_r1(curves: list[list[float]]) -> list[float]:
+    """Each fold's R@1 at the epoch the *other* folds' mean curve picks (``curves[epoch][fold]``).
+
+    The best point of the mean curve is an optimistic score (it was picked on the same folds); scoring
+    every fold at an epoch chosen without it is not. With one fold there is nothing to nest.
+    """
+    r1 = np.asarray(curves)  # epochs x folds
+    k = r1.shape[1]
+    if k == 1:
+        return [float(r1[:, 0].max())]
+    found = []
+    for fold in range(k):
+        others = np.delete(r1, fold, axis=1).mean(axis=1)
+        found.append(float(r1[int(np.argmax(others)), fold]))  # argmax: the earliest of tied epochs
+    return found
+
+
+def _fold_scores(pair: Pair, runs: list[MLPRun], prepared: list[FoldData]) -> list[Scored]:
+    return [score(pair, Fitted("mlp", run.f, run.g), fd) for run, fd in zip(runs, prepared, strict=True)]
+
+
+def _record(curve: list[tuple[EdgeMetrics, EdgeMetrics]], fold_r1: list[tuple[list[float], list[float]]],
+            scored: list[Scored]) -> None:
+    """Append one epoch: the mean over folds to ``curve``, each fold's R@1 to ``fold_r1``."""
+    curve.append((mean_metrics([s[0] for s in scored]), mean_metrics([s[1] for s in scored])))
+    fold_r1.append(([s[0].r1 for s in scored], [s[1].r1 for s in scored]))
 
 
 def _combined(m: tuple[EdgeMetrics, EdgeMetrics]) -> tuple[float, float]:

@@ -63,38 +63,69 @@ def fit_linear(kind: str, xs: np.ndarray, ys: np.ndarray, ridge_alpha: float = 1
             raise ValueError(f"{kind} needs equal dimensions, got {da} and {db}")
         return np.eye(da, dtype=np.float64)
     if kind == "procrustes":
-        d = max(da, db)
-        xp = np.zeros((len(xs), d))
-        yp = np.zeros((len(ys), d))
-        xp[:, :da], yp[:, :db] = xs, ys
-        u, _, vt = np.linalg.svd(xp.T @ yp, full_matrices=False)
-        return (u @ vt)[:da, :db]
+        return _procrustes(xs, ys)
     if kind == "ridge":
-        gram = xs.T @ xs + ridge_alpha * len(xs) / da * np.eye(da)
-        return np.linalg.solve(gram, xs.T @ ys)
+        return _ridge(xs, ys, ridge_alpha)
     if kind == "cca":
-        return _cca_map(xs, ys, cca_dim)
+        return _cca_maps(xs, ys, cca_dim)[0]
     raise ValueError(f"unknown linear kind {kind!r}")
 
 
-def _inv_sqrt(c: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh(c)
-    return (v / np.sqrt(np.maximum(w, 1e-8))) @ v.T
+def fit_linear_both(kind: str, xs: np.ndarray, ys: np.ndarray, alphas: tuple[float, float] = (1.0, 1.0),
+                    cca_dim: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps of a linear kind, (xs → ys, ys → xs), sharing the work the two directions have in common:
+    one SVD serves both Procrustes maps (the backward one is the transpose), one whitening both CCA maps."""
+    if kind == "procrustes":
+        m = _procrustes(xs, ys)
+        return m, m.T.copy()
+    if kind == "cca":
+        return _cca_maps(xs, ys, cca_dim)
+    return fit_linear(kind, xs, ys, alphas[0], cca_dim), fit_linear(kind, ys, xs, alphas[1], cca_dim)
 
 
-def _cca_map(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> np.ndarray:
-    """Regularised CCA, then the best reduced-rank map: x → canonical u → ρ·u → back to B's space."""
+def _procrustes(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The (semi-)orthogonal m maximising tr(m^T xs^T ys): u @ vt of the thin SVD of the cross-covariance."""
+    u, _, vt = np.linalg.svd(xs.T @ ys, full_matrices=False)
+    return u @ vt
+
+
+def _ridge(xs: np.ndarray, ys: np.ndarray, alpha: float) -> np.ndarray:
+    """(xs^T xs + c I)^-1 xs^T ys with c = alpha * n / d; solved in the n x n dual form when n < d (same map)."""
+    n, da = xs.shape
+    c = alpha * n / da
+    if n < da:
+        return xs.T @ np.linalg.solve(xs @ xs.T + c * np.eye(n), ys)
+    return np.linalg.solve(xs.T @ xs + c * np.eye(da), xs.T @ ys)
+
+
+def _whitening(xs: np.ndarray, reg: float) -> np.ndarray:
+    """(C + λI)^-1/2 for C = xs^T xs / n and λ = reg · trace(C) / d.
+
+    With fewer rows than dimensions, from the thin SVD of the rows (n²d instead of d³): C's eigenvectors
+    are xs's right singular vectors, and the rest of the space only sees λ.
+    """
+    n, d = xs.shape
+    if n >= d:
+        cxx = xs.T @ xs / n
+        w, v = np.linalg.eigh(cxx + reg * np.trace(cxx) / d * np.eye(d))
+        return (v / np.sqrt(np.maximum(w, 1e-8))) @ v.T
+    _, sv, vt = np.linalg.svd(xs, full_matrices=False)
+    w = sv**2 / n
+    lam = reg * w.sum() / d
+    inner = (vt.T / np.sqrt(np.maximum(w + lam, 1e-8))) @ vt
+    return inner + (np.eye(d) - vt.T @ vt) / np.sqrt(max(lam, 1e-8))
+
+
+def _cca_maps(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> tuple[np.ndarray, np.ndarray]:
+    """Regularised CCA, then the best reduced-rank map each way: x → canonical u → ρ·u → back to y's space
+    (and y → canonical v → ρ·v → back to x's space)."""
     n = len(xs)
-    cxx = xs.T @ xs / n
-    cyy = ys.T @ ys / n
-    cxx += reg * np.trace(cxx) / len(cxx) * np.eye(len(cxx))
-    cyy += reg * np.trace(cyy) / len(cyy) * np.eye(len(cyy))
-    wx, wy = _inv_sqrt(cxx), _inv_sqrt(cyy)
+    wx, wy = _whitening(xs, reg), _whitening(ys, reg)
     u, rho, vt = np.linalg.svd(wx @ (xs.T @ ys / n) @ wy, full_matrices=False)
     k = min(k, len(rho))
     a = wx @ u[:, :k]  # x → canonical
     b = wy @ vt[:k].T  # y → canonical
-    return (a * rho[:k]) @ np.linalg.pinv(b)
+    return (a * rho[:k]) @ np.linalg.pinv(b), (b * rho[:k]) @ np.linalg.pinv(a)
 
 
 class MLPTranslator(nn.Module):

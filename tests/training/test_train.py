@@ -174,7 +174,8 @@ def test_eval_reproduces_the_held_out_metrics_with_the_bundles_seed(tmp_path: Pa
     bundle = tmp_path / "bundle"
     manifest = train(TrainConfig(data=data, out=bundle, kind="ridge", edges=[("a", "b"), ("b", "c")], seed=7,
                                  holdout=0.2, progress=False))
-    main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "report")])
+    main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "report"),
+          "--curve-seeds", "0"])
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["seed"] == 7
     routes = {" ".join(r["route"]): r for r in report["routes"]}
@@ -186,5 +187,6 @@ def test_eval_reproduces_the_held_out_metrics_with_the_bundles_seed(tmp_path: Pa
         assert measured["cycle_cosine"] == pytest.approx(edge.metrics.cycle_cosine, abs=1e-4)
     for name in ("report.md", "recall_at_k.png", "gap_a__b.png"):
         assert (tmp_path / "report" / name).stat().st_size > 100
-    main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "r0"), "--seed", "0"])
+    main(["eval", "--bundle", str(bundle), "--data", str(data), "--report", str(tmp_path / "r0"), "--seed", "0",
+          "--curve-seeds", "0"])
     assert json.loads((tmp_path / "r0" / "report.json").read_text())["seed"] == 0

@@ -45,7 +45,7 @@ class ModalityData:
 
     def rows_of(self, samples: set[str]) -> np.ndarray:
         """Indices of the rows whose pairing key is in ``samples``."""
-        return np.flatnonzero(np.isin(self.samples, np.array(sorted(samples), dtype=object)))
+        return np.flatnonzero(np.fromiter((s in samples for s in self.samples), dtype=bool, count=len(self.samples)))
 
 
 def _read_table(path: Path) -> pd.DataFrame:
