@@ -24,6 +24,7 @@ from latent_bridge.training.translators import (
     SpaceStats,
     affine_from_standardised,
     fit_linear_both,
+    ridge_path,
 )
 from torch import nn
 
@@ -95,6 +96,15 @@ def fit_kind(
     xs, ys = rows
     f, g = fit_linear_both(kind, xs, ys, alphas, cca_dim=cfg.cca_dim)
     return Fitted(kind, affine_from_standardised(f, sa, sb), affine_from_standardised(g, sb, sa))
+
+
+def ridge_fits(rows: tuple[np.ndarray, ...], stats: tuple[SpaceStats, SpaceStats],
+               alphas: tuple[float, ...]) -> list[Fitted]:
+    """Ridge both ways at every alpha (the same alpha each way), one Gram matrix per direction."""
+    sa, sb = stats
+    forward, backward = ridge_path(rows[0], rows[1], alphas), ridge_path(rows[1], rows[0], alphas)
+    return [Fitted("ridge", affine_from_standardised(f, sa, sb), affine_from_standardised(g, sb, sa))
+            for f, g in zip(forward, backward, strict=True)]
 
 
 def standardised_map(module: nn.Module, src: SpaceStats, dst: SpaceStats) -> np.ndarray:

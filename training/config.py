@@ -24,7 +24,7 @@ class TrainConfig:
     single_split_from: int = 20_000  # ... or, from this many usable samples, one split ...
     val_fraction: float = 0.2  # ... scoring this fraction
     # linear kinds
-    ridge_alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    ridge_alphas: tuple[float, ...] = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)  # a user's usual grid
     cca_dim: int = 128
     # MLP
     hidden: int = 512

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from latent_bridge.service.manifest import EdgeSpec, Manifest
 from latent_bridge.training.candidates import Pair, Samples, fit_kind, standardised_rows
 from latent_bridge.training.config import TrainConfig
@@ -103,6 +104,7 @@ def learning_curves(manifest: Manifest, data: dict[str, ModalityData], train: Sa
     jobs = [(f, b, s) for f, b in pairs_of(manifest) for s in seeds]
     found: dict[str, dict[str, object]] = {}
     bar = tqdm(total=len(jobs) * len(fractions), desc="learning curve", unit="fit", disable=not progress)
+    torch.set_num_threads(cfg.threads)  # as training does: small fits lose much on oversubscribed cores
     with threadpool_limits(cfg.threads):
         for forward, backward, seed in jobs:
             pair = Pair(data[forward.source], data[forward.target], cfg.max_pairs_per_sample)

@@ -22,6 +22,7 @@ from latent_bridge.training.candidates import (
     Pair,
     applies,
     fit_kind,
+    ridge_fits,
     standardised_rows,
 )
 from latent_bridge.training.config import TrainConfig
@@ -143,11 +144,15 @@ def select(pair: Pair, folds: list[Fold], cfg: TrainConfig, position: int = 0) -
     prepared = prepare(pair, folds)
     board = Board()
     for kind in linear_kinds(pair, cfg):
-        for alpha in cfg.ridge_alphas if kind == "ridge" else (None,):
-            a = alpha if alpha is not None else 1.0
-            fits = [fit_kind(pair, kind, fd.rows, fd.stats, cfg, (a, a)) for fd in prepared]
-            board.add(kind, [score(pair, f, fd) for f, fd in zip(fits, prepared, strict=True)], alpha,
-                      fits if kind in LINEAR_BASES else None)
+        if kind == "ridge":  # fold x alpha, then one board entry per alpha
+            path = [ridge_fits(fd.rows, fd.stats, cfg.ridge_alphas) for fd in prepared]
+            for i, alpha in enumerate(cfg.ridge_alphas):
+                fits = [per_fold[i] for per_fold in path]
+                board.add(kind, [score(pair, f, fd) for f, fd in zip(fits, prepared, strict=True)], alpha, fits)
+            continue
+        fits = [fit_kind(pair, kind, fd.rows, fd.stats, cfg) for fd in prepared]
+        board.add(kind, [score(pair, f, fd) for f, fd in zip(fits, prepared, strict=True)], None,
+                  fits if kind in LINEAR_BASES else None)
     epochs = (0, 0)
     bases = ("ridge", "ridge")
     if cfg.kind in ("auto", "mlp"):
@@ -198,7 +203,8 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
     Epoch 0 is the linear base itself, so an MLP that never beats its start is scored as that start.
     """
     runs = [MLPRun(pair, fd.fold.train, fd.stats, board.start(bases, i), cfg) for i, fd in enumerate(prepared)]
-    curve, fold_r1 = [], []
+    curve: list[tuple[EdgeMetrics, EdgeMetrics]] = []
+    fold_r1: list[tuple[list[float], list[float]]] = []
     _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
     best, stale = _combined(curve[0]), 0
     bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.name} ({len(runs)} folds)", disable=not cfg.progress,

@@ -90,12 +90,18 @@ def _procrustes(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 def _ridge(xs: np.ndarray, ys: np.ndarray, alpha: float) -> np.ndarray:
-    """(xs^T xs + c I)^-1 xs^T ys with c = alpha * n / d; solved in the n x n dual form when n < d (same map)."""
+    return ridge_path(xs, ys, (alpha,))[0]
+
+
+def ridge_path(xs: np.ndarray, ys: np.ndarray, alphas: tuple[float, ...]) -> list[np.ndarray]:
+    """(xs^T xs + c I)^-1 xs^T ys with c = alpha * n / d, for each alpha, forming the Gram matrix once;
+    solved in the n x n dual form when n < d (the same map, cheaper)."""
     n, da = xs.shape
-    c = alpha * n / da
     if n < da:
-        return xs.T @ np.linalg.solve(xs @ xs.T + c * np.eye(n), ys)
-    return np.linalg.solve(xs.T @ xs + c * np.eye(da), xs.T @ ys)
+        kernel = xs @ xs.T
+        return [xs.T @ np.linalg.solve(kernel + a * n / da * np.eye(n), ys) for a in alphas]
+    gram, cross = xs.T @ xs, xs.T @ ys
+    return [np.linalg.solve(gram + a * n / da * np.eye(da), cross) for a in alphas]
 
 
 def _whitening(xs: np.ndarray, reg: float) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from latent_bridge.service.manifest import EdgeMetrics
 from latent_bridge.training.config import TrainConfig
-from latent_bridge.training.selection import Board, _choose
+from latent_bridge.training.selection import Board, _choose, _nested_r1
 from latent_bridge.training.translators import fit_linear, fit_linear_both
 
 
@@ -46,3 +46,10 @@ def test_auto_keeps_the_mlp_only_when_its_lead_beats_the_fold_noise(tmp_path: Pa
     assert [c.kind for c in _choose(steady, cfg, ("ridge", "ridge"), (3, 3))] == ["mlp", "mlp"]
     asked = replace(cfg, kind="mlp")  # asked for by name, the MLP is what the user gets
     assert [c.kind for c in _choose(noisy, asked, ("ridge", "ridge"), (3, 3))] == ["mlp", "mlp"]
+
+
+def test_each_fold_is_scored_at_an_epoch_the_other_folds_chose() -> None:
+    # epochs x folds: fold 0 alone peaks at epoch 2, the others agree on epoch 1
+    curves = [[0.50, 0.50, 0.50], [0.52, 0.60, 0.60], [0.56, 0.55, 0.55]]
+    assert _nested_r1(curves) == [0.52, 0.60, 0.60]
+    assert _nested_r1([[0.5], [0.6]]) == [0.6]  # one split: nothing to nest
