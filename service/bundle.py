@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+import numpy as np
 from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.errors import NoGallery
-from latent_bridge.service.gallery import open_gallery
+from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.gallery_backend import GalleryBackend
 from latent_bridge.service.graph import ModalityGraph
-from latent_bridge.service.manifest import MAX_MANIFEST_BYTES, BundleError, Manifest, ModalitySpec, read_manifest
+from latent_bridge.service.manifest import (
+    MAX_MANIFEST_BYTES,
+    BundleError,
+    GallerySpec,
+    Manifest,
+    ModalitySpec,
+    RouteStrategySpec,
+    read_manifest,
+)
 from latent_bridge.service.media import Media, open_media
 from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink, shared_link
 from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
@@ -45,7 +54,10 @@ class Bundle:
     load_seconds: float = 0.0
     encoders: dict[str, Encoder] = field(default_factory=dict)
     media: dict[str, Media] = field(default_factory=dict)
+    pivots: dict[tuple[str, str], Gallery] = field(default_factory=dict)
+    hubness: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)  # per route path: CSLS means
     modalities: dict[str, ModalitySpec] = field(init=False)
+    strategies: dict[tuple[str, ...], RouteStrategySpec] = field(init=False)
     l2_inputs: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +65,7 @@ class Bundle:
         object.__setattr__(
             self, "l2_inputs", frozenset(m.name for m in self.manifest.modalities if m.normalization == "l2")
         )
+        object.__setattr__(self, "strategies", {tuple(r.path): r for r in self.manifest.routes})
 
     @property
     def name(self) -> str:
@@ -196,6 +209,44 @@ def _open_galleries(bundle_dir: Path, manifest: Manifest, milvus: MilvusLink | N
     return galleries
 
 
+def _open_pivots(bundle_dir: Path, manifest: Manifest) -> dict[tuple[str, str], Gallery]:
+    """Each pivot gallery, opened read-only as a gallery of the pivot's space over its items' id table."""
+    items = {g.modality: g for g in manifest.galleries}
+    pivots = {}
+    for p in manifest.pivot_galleries:
+        base = items[p.modality]
+        where = bundle_dir / p.index_file
+        if p.items_sha256 != base.ids_sha256 or p.size != base.size:
+            raise BundleError(f"{where}: built from another {p.modality!r} gallery than the bundle's "
+                              f"(rebuild the bundle, or drop its pivot galleries)")
+        for relative, digest in p.files():
+            checked_file(bundle_dir, relative, digest)
+        spec = GallerySpec(
+            modality=p.pivot, index_file=p.index_file, index_sha256=p.index_sha256, ids_file=base.ids_file,
+            ids_sha256=base.ids_sha256, size=p.size, vectors_file=p.vectors_file, vectors_sha256=p.vectors_sha256,
+            lookup_file=base.lookup_file, lookup_sha256=base.lookup_sha256,
+        )
+        pivots[p.modality, p.pivot] = open_gallery(spec, bundle_dir, manifest, replay=False)
+    return pivots
+
+
+def _open_hubness(bundle_dir: Path, manifest: Manifest, pivots: dict[tuple[str, str], Gallery]
+                  ) -> dict[tuple[str, ...], np.ndarray]:
+    """Per route with CSLS, its items' neighbourhood means, one per row of the pivot gallery."""
+    found = {}
+    for r in manifest.routes:
+        if r.hubness_file is None or r.hubness_sha256 is None:
+            continue
+        path = checked_file(bundle_dir, r.hubness_file, r.hubness_sha256)
+        pivot = pivots.get((r.target, r.pivot))
+        means = np.load(path, allow_pickle=False)
+        if pivot is None or means.dtype != np.float32 or means.shape != (pivot.size,):
+            raise BundleError(f"{path}: {means.dtype} {means.shape}, expected float32 per row of the "
+                              f"{r.target!r} pivot gallery in {r.pivot!r} space")
+        found[tuple(r.path)] = means
+    return found
+
+
 def load_bundle(
     bundle_dir: Path,
     criterion: FidelityCriterion = DEFAULT_FIDELITY,
@@ -228,6 +279,8 @@ def _load(
     manifest = read_manifest(bundle_dir, limits.manifest_bytes)
     translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
     galleries = _open_galleries(bundle_dir, manifest, limits.milvus)
+    pivots = _open_pivots(bundle_dir, manifest)
+    hubness = _open_hubness(bundle_dir, manifest, pivots)
     graph = ModalityGraph(manifest, criterion)
     encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
     media = open_media(bundle_dir, manifest)
@@ -240,4 +293,4 @@ def _load(
         len(galleries),
         seconds,
     )
-    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media)
+    return Bundle(bundle_dir, manifest, translators, galleries, graph, seconds, encoders, media, pivots, hubness)

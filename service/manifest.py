@@ -198,6 +198,84 @@ class GallerySpec(_Strict):
         return self
 
 
+RetrievalStrategy = Literal["chain", "pivot", "fused"]
+STRATEGIES: tuple[RetrievalStrategy, ...] = ("chain", "pivot", "fused")
+
+
+def pivot_files(modality: str, pivot: str) -> dict[str, str]:
+    """Where ``modality``'s items translated into ``pivot``'s space live, relative to the bundle."""
+    return {
+        "index": f"{INDEX_DIR}/{modality}.in-{pivot}.faiss",
+        "vectors": f"{INDEX_DIR}/{modality}.in-{pivot}.vectors.npy",
+    }
+
+
+def hubness_file(source: str, modality: str, pivot: str) -> str:
+    """Per-item neighbourhood means of ``modality``'s items in ``pivot`` space, against ``source`` queries."""
+    return f"{INDEX_DIR}/{modality}.in-{pivot}.csls-{source}.npy"
+
+
+class PivotGallerySpec(_Strict):
+    """A gallery's items translated once, at bundle time, into a pivot modality's space (row i = item i of
+    the gallery it mirrors), so a routed query can be searched there instead of chained to the end."""
+
+    modality: str = Field(description="Modality of the items (the gallery this one mirrors).")
+    pivot: str = Field(description="Modality whose space the items were translated into.")
+    path: list[str] = Field(description="Translators the items went through: modality → … → pivot.")
+    index_file: str
+    index_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    vectors_file: str
+    vectors_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    items_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the mirrored gallery's id table it was built from."
+    )
+
+    def files(self) -> list[tuple[str, str]]:
+        return [(self.index_file, self.index_sha256), (self.vectors_file, self.vectors_sha256)]
+
+
+class StrategyScore(_Strict):
+    r1: float
+    r10: float
+    mrr: float
+
+
+class RouteStrategySpec(_Strict):
+    """How a routed retrieval ``source`` → … → ``target`` searches: chained into the target space, in the
+    pivot's space (the query to the pivot, the items translated there at bundle time) or both fused; chosen
+    by cross-validated R@1 on the selection folds, never on a test split."""
+
+    source: str
+    target: str
+    path: list[str] = Field(description="The route the choice was made for; another path is chained.")
+    pivot: str = Field(description="The modality before the target on the path, where `pivot` searches.")
+    strategy: RetrievalStrategy
+    scores: dict[str, StrategyScore] = Field(
+        default_factory=dict, description="Cross-validated retrieval of every strategy tried."
+    )
+    n_queries: int = Field(default=0, ge=0, description="Validation queries behind the scores, over all folds.")
+    source_of_scores: MetricSource = "cross_validation"
+    hubness: Literal["none", "csls"] = Field(
+        default="none",
+        description="Hubness reduction of the pivot-space scores (pivot and fused): `csls` lowers each item by "
+        "half its mean cosine to its nearest translated training queries; on only where cross-validation "
+        "said it helps.",
+    )
+    hubness_file: str | None = Field(
+        default=None, description="Per-item neighbourhood means (.npy, float32, row i = pivot gallery row i)."
+    )
+    hubness_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _hubness_file(self) -> RouteStrategySpec:
+        if (self.hubness == "csls") != (self.hubness_file is not None) or (
+            (self.hubness_file is None) != (self.hubness_sha256 is None)
+        ):
+            raise ValueError(f"route {self.source}→{self.target}: hubness 'csls' needs hubness_file and its sha256")
+        return self
+
+
 class Lineage(_Strict):
     parent: str | None = Field(default=None, description="Name of the bundle this one grew from.")
     parent_fingerprint: str | None = None
@@ -304,6 +382,12 @@ class Manifest(_Strict):
         default_factory=list, description="Per modality, the encoder that embeds raw text, images or sound."
     )
     media: list[MediaSpec] = Field(default_factory=list, description="Thumbnails and sounds the page shows.")
+    pivot_galleries: list[PivotGallerySpec] = Field(
+        default_factory=list, description="Galleries translated into a pivot's space, for pivot retrieval."
+    )
+    routes: list[RouteStrategySpec] = Field(
+        default_factory=list, description="Per routed pair of modalities, the retrieval strategy chosen."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -325,7 +409,20 @@ class Manifest(_Strict):
             if g.modality not in names:
                 raise ValueError(f"gallery names unknown modality {g.modality!r}")
         self._check_encoders(names)
+        self._check_pivots(names)
         return self
+
+    def _check_pivots(self, names: list[str]) -> None:
+        with_gallery = {g.modality for g in self.galleries}
+        for p in self.pivot_galleries:
+            if p.modality not in with_gallery or p.pivot not in names:
+                raise ValueError(f"pivot gallery {p.modality}→{p.pivot} names a modality without a gallery")
+            if len(p.path) < 2 or p.path[0] != p.modality or p.path[-1] != p.pivot:
+                raise ValueError(f"pivot gallery {p.modality}→{p.pivot}: path {p.path} must run from one to the other")
+        for r in self.routes:
+            if len(r.path) < 3 or r.path[0] != r.source or r.path[-1] != r.target or r.path[-2] != r.pivot:
+                raise ValueError(f"route {r.source}→{r.target}: path {r.path} must run from source through pivot "
+                                 "to target")
 
     def _check_encoders(self, names: list[str]) -> None:
         parts = (("encoder", [e.modality for e in self.encoders]), ("media", [m.modality for m in self.media]))
@@ -351,6 +448,7 @@ class Manifest(_Strict):
             [e.sha256 for e in self.edges]
             + [g.index_sha256 for g in self.galleries]
             + [f.sha256 for enc in self.encoders for f in enc.files]
+            + [p.index_sha256 for p in self.pivot_galleries]
         )
         manifest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()
         return hashlib.sha256(("".join(parts) + manifest).encode()).hexdigest()[:16]

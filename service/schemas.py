@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from latent_bridge.service import examples
-from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType
+from latent_bridge.service.manifest import EdgeKind, EdgeMetrics, IndexType, RetrievalStrategy, StrategyScore
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 Encoding = Literal["float", "base64"]
@@ -149,6 +149,29 @@ class RouteInfo(BaseModel):
     cost: float = Field(description="Sum of the hops' -log(fidelity).")
 
 
+STRATEGY_DOC = (
+    "How a routed retrieval searches: `chain` (the query translated into the target space), `pivot` (the "
+    "query translated to the modality before the target, searched among the target items translated there "
+    "at bundle time) or `fused` (both, ranked by the mean score). Default: the route's cross-validated choice."
+)
+
+
+class StrategyInfo(BaseModel):
+    strategy: RetrievalStrategy = Field(description="What a retrieval along this route uses now, unpinned.")
+    chosen: RetrievalStrategy | None = Field(
+        description="The bundle's cross-validated choice for this route (none: no choice recorded, chained)."
+    )
+    pivot: str | None = Field(description="The pivot modality of `pivot` and `fused`.")
+    available: list[RetrievalStrategy] = Field(description="Strategies a request may pin on this route now.")
+    note: str | None = Field(default=None, description="Why a pivot strategy is unavailable, if it is.")
+    hubness: Literal["none", "csls"] = Field(
+        default="none", description="The route's hubness reduction of pivot-space scores (pivot and fused)."
+    )
+    scores: dict[str, StrategyScore] = Field(
+        default_factory=dict, description="Cross-validated R@1, R@10 and MRR of each strategy tried."
+    )
+
+
 class RouteResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -174,6 +197,19 @@ class RouteResponse(BaseModel):
                             "hops": [{"from": "audio", "to": "image", "kind": "ridge", "fidelity": 0.7}],
                         }
                     ],
+                    "strategy": {
+                        "strategy": "fused",
+                        "chosen": "fused",
+                        "pivot": "text",
+                        "available": ["chain", "pivot", "fused"],
+                        "note": None,
+                        "hubness": "none",
+                        "scores": {
+                            "chain": {"r1": 0.114, "r10": 0.43, "mrr": 0.2},
+                            "pivot": {"r1": 0.134, "r10": 0.45, "mrr": 0.22},
+                            "fused": {"r1": 0.138, "r10": 0.46, "mrr": 0.23},
+                        },
+                    },
                 }
             ]
         }
@@ -184,6 +220,7 @@ class RouteResponse(BaseModel):
     criterion: str
     best: RouteInfo
     alternatives: list[RouteInfo] = Field(description="The next cheapest simple paths, best first.")
+    strategy: StrategyInfo = Field(description="How a retrieval along the best route searches.")
 
 
 class TranslateRequest(RawInput, _Request):
@@ -280,6 +317,7 @@ class RetrieveRequest(RawInput, _Request):
     )
     exclude_self: bool = Field(default=False, description=EXCLUDE_SELF_DOC)
     effort: int | None = Field(default=None, ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)
+    strategy: RetrievalStrategy | None = Field(default=None, description=STRATEGY_DOC)
 
 
 class Hit(BaseModel):
@@ -304,6 +342,10 @@ class RetrieveResponse(BaseModel):
                     "path": ["audio", "text"],
                     "fidelity": 0.93,
                     "k": 1,
+                    "strategy": "chain",
+                    "pivot": None,
+                    "strategy_note": None,
+                    "hubness": "none",
                     "results": [
                         {
                             "query": "audio-7",
@@ -327,6 +369,12 @@ class RetrieveResponse(BaseModel):
     path: list[str]
     fidelity: float
     k: int
+    strategy: RetrievalStrategy = Field(default="chain", description="How the gallery was searched.")
+    pivot: str | None = Field(default=None, description="The pivot modality searched in, for `pivot` and `fused`.")
+    strategy_note: str | None = Field(default=None, description="Why the route's chosen strategy fell back to chain.")
+    hubness: Literal["none", "csls"] = Field(
+        default="none", description="Hubness reduction of the pivot-space scores (`csls`: scores are CSLS-adjusted)."
+    )
     results: list[QueryHits]
 
 

@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.bundle import Bundle, load_bundle
 from latent_bridge.service.manifest import (
     INDEX_DIR,
     SCHEMA_VERSION,
@@ -39,6 +39,7 @@ from latent_bridge.service.manifest import (
 )
 from latent_bridge.training.datasets.reader import ModalityData
 from latent_bridge.training.galleries import in_memory_rows, write_gallery_files
+from latent_bridge.training.pivots import RouteChoice, build_pivot_gallery, with_hubness
 
 VERSIONED_PACKAGES = ("latent-bridge", "torch", "onnx", "onnxruntime", "faiss-cpu", "numpy")
 
@@ -190,10 +191,14 @@ def write_bundle(
     training: dict[str, object],
     index_type: IndexType = "flat",
     parent: Parent | None = None,
+    strategies: Callable[[Bundle], list[RouteChoice]] | None = None,
 ) -> Manifest:
     """Write a bundle from trained edges plus a gallery for each modality in ``data`` that lacks one.
 
-    With a ``parent``, its modalities, edges and galleries come first, unchanged, and the lineage says so.
+    With a ``parent``, its modalities, edges and galleries come first, unchanged, and the lineage says so
+    (its pivot galleries and route strategies are not carried: routes change with new edges).
+    ``strategies`` chooses each route's retrieval strategy from the staged bundle; the pivot galleries
+    they need are built from it.
     """
     inherited = parent.manifest if parent else None
     old_modalities = list(inherited.modalities) if inherited else []
@@ -221,5 +226,20 @@ def write_bundle(
             ),
         )
         write_manifest(manifest, staging)
-        load_bundle(staging)  # the service's own loader checks the contract before the bundle is renamed into place
+        bundle = load_bundle(staging)  # the service's own loader checks the contract before the rename
+        if strategies is not None:
+            manifest = with_pivots(staging, bundle, strategies(bundle))
+    return manifest
+
+
+def with_pivots(staging: Path, bundle: Bundle, choices: list[RouteChoice]) -> Manifest:
+    """The staged bundle's manifest with the chosen routes, the pivot galleries they search and their
+    hubness files, written and checked."""
+    needed = sorted({(c.spec.target, c.spec.pivot) for c in choices})
+    pivots = [build_pivot_gallery(staging, bundle, modality, pivot) for modality, pivot in needed]
+    routes = [with_hubness(staging, bundle, c) for c in choices]
+    manifest = bundle.manifest.model_copy(update={"routes": routes, "pivot_galleries": pivots})
+    manifest = Manifest.model_validate(manifest.model_dump())
+    write_manifest(manifest, staging)
+    load_bundle(staging)
     return manifest

@@ -42,6 +42,7 @@ class TrainConfig:
     bf16: bool = True  # MLP steps in bfloat16 autocast (float32 weights) where the CPU has it natively: ~2x faster
     # galleries
     index_type: IndexType = "flat"
+    pivots: bool = True  # choose each route's retrieval strategy and build the pivot galleries it needs
     progress: bool = True
     threads: int = 1  # torch threads: small translators gain little from more, and lose much on shared cores
     extra: dict[str, object] = field(default_factory=dict)

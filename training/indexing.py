@@ -30,6 +30,7 @@ from latent_bridge.training.bundle import package_versions, staged_bundle
 from latent_bridge.training.datasets.reader import load_modality
 from latent_bridge.training.galleries import CHUNK_ROWS, Chunk, GalleryDataError, GalleryRows, write_gallery_files
 from latent_bridge.training.milvus_push import MilvusTarget, push_gallery
+from latent_bridge.training.pivots import build_pivot_gallery
 from latent_bridge.training.tuning import choose_index_type, search_limits, tune
 
 QUERIES = 500
@@ -198,7 +199,31 @@ def _rebuilt(
             manifest = manifest.model_copy(
                 update={"galleries": [tuned if g.modality == name else g for g in manifest.galleries]}
             )
-        write_manifest(Manifest.model_validate(manifest.model_dump()), staging)
+        manifest = _pivots_rebuilt(staging, parent_dir, manifest, set(new_rows))
+    return manifest
+
+
+def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt: set[str]) -> Manifest:
+    """Write the manifest with pivot galleries that mirror the new galleries: those of kept galleries are
+    copied, those of rebuilt ones translated again from the new items. A rebuilt gallery's routes lose
+    their CSLS term (its bank, the training queries, is not at hand here)."""
+    kept = [p for p in manifest.pivot_galleries if p.modality not in rebuilt]
+    routes = [r if r.target not in rebuilt else
+              r.model_copy(update={"hubness": "none", "hubness_file": None, "hubness_sha256": None})
+              for r in manifest.routes]
+    files = [f for p in kept for f in p.files()] + [(r.hubness_file, "") for r in routes if r.hubness_file]
+    for file, _ in files:
+        shutil.copyfile(parent_dir / file, staging / file)
+    stale = [p for p in manifest.pivot_galleries if p.modality in rebuilt]
+    update = {"pivot_galleries": kept, "routes": routes}
+    manifest = Manifest.model_validate(manifest.model_copy(update=update).model_dump())
+    write_manifest(manifest, staging)
+    if not stale:
+        return manifest
+    bundle = load_bundle(staging)
+    pivots = kept + [build_pivot_gallery(staging, bundle, p.modality, p.pivot) for p in stale]
+    manifest = Manifest.model_validate(manifest.model_copy(update={"pivot_galleries": pivots}).model_dump())
+    write_manifest(manifest, staging)
     return manifest
 
 

@@ -29,6 +29,7 @@ from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.splits import Fold
 from latent_bridge.training.evaluate import evaluate_translation, mean_metrics
 from latent_bridge.training.translators import SpaceStats, translate
+from torch import nn
 from tqdm.auto import tqdm
 
 Scored = tuple[EdgeMetrics, EdgeMetrics]  # forward, backward
@@ -51,6 +52,7 @@ class Selection:
     alphas: tuple[float, float] = (1.0, 1.0)  # ridge's alpha per direction, also used by an MLP's ridge base
     bases: tuple[str, str] = ("ridge", "ridge")  # the linear kind each MLP direction grows from
     epochs: tuple[int, int] = (0, 0)  # MLP epochs per direction
+    folds: list[tuple[nn.Module, nn.Module]] = field(default_factory=list)  # per fold, the chosen kinds' fits
 
     def choices(self) -> tuple[Choice, Choice]:
         return self.forward, self.backward
@@ -155,11 +157,31 @@ def select(pair: Pair, folds: list[Fold], cfg: TrainConfig, position: int = 0) -
                   fits if kind in LINEAR_BASES else None)
     epochs = (0, 0)
     bases = ("ridge", "ridge")
+    snapshots: list[list[Fitted]] = [[], []]
     if cfg.kind in ("auto", "mlp"):
         bases = board.best_bases()
-        epochs = mlp_curve(pair, prepared, bases, board, cfg, position)
-    return Selection(*_choose(board, cfg, bases, epochs), alphas=(board.alphas[0], board.alphas[1]),
-                     bases=bases, epochs=epochs)
+        epochs = mlp_curve(pair, prepared, bases, board, cfg, position, snapshots)
+    selection = Selection(*_choose(board, cfg, bases, epochs), alphas=(board.alphas[0], board.alphas[1]),
+                          bases=bases, epochs=epochs)
+    selection.folds = fold_fits(pair, prepared, selection, board, cfg, snapshots)
+    return selection
+
+
+def fold_fits(pair: Pair, prepared: list[FoldData], selection: Selection, board: Board, cfg: TrainConfig,
+              snapshots: list[list[Fitted]]) -> list[tuple[nn.Module, nn.Module]]:
+    """Per fold, the chosen kind of each direction as that fold fitted it: what routes are cross-validated
+    with (``pivots.py``). The MLP's come from ``snapshots`` taken at the chosen epoch, linear kinds from
+    the board (fitted again where it kept none)."""
+    found = []
+    for i, fd in enumerate(prepared):
+        maps = []
+        for d, choice in enumerate(selection.choices()):
+            kept = board.fits[d].get(choice.kind)
+            fitted = (snapshots[d][i] if choice.kind == "mlp" else kept[i] if kept
+                      else fit_kind(pair, choice.kind, fd.rows, fd.stats, cfg, selection.alphas))
+            maps.append(fitted.forward if d == 0 else fitted.backward)
+        found.append((maps[0], maps[1]))
+    return found
 
 
 def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tuple[int, int]) -> tuple[Choice, Choice]:
@@ -197,15 +219,18 @@ def _mlp_or_simpler(board: Board, d: int) -> str:
 
 
 def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], board: Board, cfg: TrainConfig,
-              position: int = 0) -> tuple[int, int]:
+              position: int = 0, snapshots: list[list[Fitted]] | None = None) -> tuple[int, int]:
     """Train the MLP on every fold in lockstep; the best epoch per direction on the mean validation curve.
 
     Epoch 0 is the linear base itself, so an MLP that never beats its start is scored as that start.
+    ``snapshots[d]`` receives every fold's MLP at direction d's best epoch.
     """
     runs = [MLPRun(pair, fd.fold.train, fd.stats, board.start(bases, i), cfg) for i, fd in enumerate(prepared)]
     curve: list[tuple[EdgeMetrics, EdgeMetrics]] = []
     fold_r1: list[tuple[list[float], list[float]]] = []
     _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
+    keep = _Snapshots(runs, snapshots)
+    keep.offer(curve[0])
     best, stale = _combined(curve[0]), 0
     bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.name} ({len(runs)} folds)", disable=not cfg.progress,
                position=position, leave=False)
@@ -213,6 +238,7 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
         for run in runs:
             run.epoch()
         _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
+        keep.offer(curve[-1])
         if _combined(curve[-1]) > best:
             best, stale = _combined(curve[-1]), 0
         else:
@@ -227,6 +253,24 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
         board.metrics[d]["mlp"] = curve[at][d]
         board.fold_r1[d]["mlp"] = _nested_r1([epoch[d] for epoch in fold_r1])
     return epochs[0], epochs[1]
+
+
+class _Snapshots:
+    """Each fold's MLP at each direction's best epoch so far (the earliest on a tie, as ``mlp_curve``)."""
+
+    def __init__(self, runs: list[MLPRun], out: list[list[Fitted]] | None) -> None:
+        self.runs, self.out = runs, out
+        self.best: list[tuple[float, float] | None] = [None, None]
+
+    def offer(self, scored: tuple[EdgeMetrics, EdgeMetrics]) -> None:
+        if self.out is None:
+            return
+        for d in (0, 1):
+            key = (scored[d].r1, scored[d].mrr)
+            current = self.best[d]
+            if current is None or key > current:
+                self.best[d] = key
+                self.out[d][:] = [run.snapshot() for run in self.runs]
 
 
 def linear_start(pair: Pair, bases: tuple[str, str], rows: tuple[np.ndarray, ...],

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
+from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.manifest import EdgeMetrics, Manifest
 from latent_bridge.training.bundle import EdgeArtifact, write_bundle
 from latent_bridge.training.candidates import Pair, Samples
@@ -25,9 +27,10 @@ from latent_bridge.training.datasets.reader import (
     trainable_pairs,
 )
 from latent_bridge.training.datasets.splits import Fold, cv_folds, holdout_split
-from latent_bridge.training.evaluate import evaluate_translation
+from latent_bridge.training.evaluate import Translate, evaluate_translation
 from latent_bridge.training.export import to_onnx
 from latent_bridge.training.fitting import Final, refit
+from latent_bridge.training.pivots import RouteChoice, choose_strategies
 from latent_bridge.training.selection import Selection, select
 from latent_bridge.training.translators import translate
 from threadpoolctl import threadpool_limits
@@ -89,8 +92,11 @@ def artifacts_for(pair: Pair, selection: Selection, final: Final, usable: Sample
     return found
 
 
-def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[EdgeArtifact]:
-    """Select, refit and export every planned pair."""
+FoldMaps = dict[tuple[str, str], list[Translate]]
+
+
+def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: FoldMaps | None = None) -> list[EdgeArtifact]:
+    """Select, refit and export every planned pair; ``maps`` receives each direction's per-fold translators."""
     usable, test, folds = plan_folds(data, cfg)
     artifacts: list[EdgeArtifact] = []
     for a, b in tqdm(plan_pairs(data, cfg), desc="pairs", disable=not cfg.progress):
@@ -99,6 +105,9 @@ def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[EdgeArt
         with threadpool_limits(cfg.threads):  # numpy's BLAS too: oversubscribed shared cores slow it tenfold
             selection = select(pair, folds, cfg, position=1)
             final = refit(pair, usable, selection, cfg)
+        if maps is not None:
+            maps[a, b] = [partial(translate, f) for f, _ in selection.folds]
+            maps[b, a] = [partial(translate, g) for _, g in selection.folds]
         artifacts.extend(artifacts_for(pair, selection, final, usable, test))
         log.info("%s: %s in %.1fs", pair.name, [c.kind for c in selection.choices()], time.perf_counter() - started)
     return artifacts
@@ -112,6 +121,13 @@ def train(cfg: TrainConfig) -> Manifest:
     linked = {m for pair in plan_pairs(data, cfg) for m in pair}
     data = {name: d for name, d in data.items() if name in linked}  # a modality without edges stays out
     started = time.perf_counter()
-    artifacts = train_pairs(data, cfg)
+    maps: FoldMaps = {}
+    artifacts = train_pairs(data, cfg, maps)
     record = cfg.as_record() | {"seconds": round(time.perf_counter() - started, 1)}
-    return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type)
+    usable, _, folds = plan_folds(data, cfg)
+
+    def strategies(bundle: Bundle) -> list[RouteChoice]:
+        return choose_strategies(bundle, data, folds, maps, usable) if cfg.pivots else []
+
+    return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type,
+                        strategies=strategies)

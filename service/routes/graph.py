@@ -19,7 +19,9 @@ from latent_bridge.service.schemas import (
     ModalityInfo,
     RouteInfo,
     RouteResponse,
+    StrategyInfo,
 )
+from latent_bridge.service.strategy import pivot_unavailable, plan
 from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(tags=["graph"])
@@ -51,6 +53,28 @@ def route_info(route: Route) -> RouteInfo:
         ],
         fidelity=route.fidelity,
         cost=route.cost,
+    )
+
+
+def strategy_info(bundle: Bundle, route: Route) -> StrategyInfo:
+    """How a retrieval along ``route`` searches now, what the bundle chose, and what may be pinned."""
+    chosen = bundle.strategies.get(route.path)
+    scores = dict(chosen.scores) if chosen else {}
+    gallery = bundle.galleries.get(route.path[-1])
+    if gallery is None:
+        note = f"modality {route.path[-1]!r} has no gallery"
+        return StrategyInfo(strategy="chain", chosen=chosen.strategy if chosen else None, pivot=None,
+                            available=[], note=note, scores=scores)
+    how = plan(route, bundle.strategies, bundle.pivots, gallery)
+    reason = pivot_unavailable(route, bundle.pivots, gallery)
+    return StrategyInfo(
+        strategy=how.strategy,
+        chosen=chosen.strategy if chosen else None,
+        pivot=route.path[-2] if reason is None else None,
+        available=["chain"] if reason is not None else ["chain", "pivot", "fused"],
+        note=how.note or (reason if len(route.path) > 2 else None),
+        hubness=chosen.hubness if chosen else "none",
+        scores=scores,
     )
 
 
@@ -107,7 +131,8 @@ async def get_route(
     ] = 3,
 ) -> RouteResponse:
     """The path that preserves the most (lowest total `-log(fidelity)`), its per-hop fidelity, the estimate
-    for the whole path, and the next best simple paths."""
+    for the whole path, the next best simple paths, and how a retrieval along it searches (`strategy`:
+    chained into the target space, in a pivot's space, or both fused, with the cross-validated scores)."""
     best = bundle.graph.best(source, target)
     ranked = bundle.graph.ranked(source, target, 1 + min(alternatives, settings.max_alternatives))
     others = [r for r in ranked if r.path != best.path][: min(alternatives, settings.max_alternatives)]
@@ -118,6 +143,7 @@ async def get_route(
             "criterion": bundle.graph.criterion,
             "best": route_info(best),
             "alternatives": [route_info(r) for r in others],
+            "strategy": strategy_info(bundle, best),
         }
     )
 

@@ -10,8 +10,9 @@ from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors
-from latent_bridge.service.gallery_backend import GalleryBackend, SearchOptions
+from latent_bridge.service.gallery_backend import GalleryBackend, Hit, SearchOptions
 from latent_bridge.service.graph import Route
+from latent_bridge.service.manifest import RetrievalStrategy
 from latent_bridge.service.responses import json_bytes, problems
 from latent_bridge.service.routes.forms import RawInputRoute, form_body
 from latent_bridge.service.schemas import (
@@ -20,9 +21,11 @@ from latent_bridge.service.schemas import (
     EXCLUDE_SELF_DOC,
     K_CEILING,
     K_DOC,
+    STRATEGY_DOC,
     RetrieveRequest,
     RetrieveResponse,
 )
+from latent_bridge.service.strategy import POOL, Plan, csls_hits, fuse_hits, plan
 from latent_bridge.service.translate import Matrix, run_route
 from latent_bridge.service.vectors import count_values
 from starlette.concurrency import run_in_threadpool
@@ -50,6 +53,36 @@ def inline(served: Served, route: Route, gallery: GalleryBackend, values: int) -
     return search_work <= INLINE_SEARCH_WORK and served.inline(route, source, values)
 
 
+def _search(
+    served: Served, route: Route, x: Matrix, gallery: GalleryBackend, k: int, options: SearchOptions | None,
+    how: Plan,
+) -> list[list[Hit]]:
+    """Translate the queries and search as ``how`` says: chained, in the pivot's space, or both fused."""
+    bundle, metrics = served.bundle, served.metrics
+    hops = len(route.path) - 1 if how.strategy == "chain" else len(route.path) - 2
+    head = bundle.graph.along(list(route.path[: hops + 1]), route.path[0], route.path[hops])
+    y = run_route(bundle.translators, head, x, bundle.l2_inputs, metrics.observe_hop)
+    started = time.perf_counter()
+    if how.strategy == "chain":
+        results = gallery.search(y, k, options)
+    else:
+        pivoted = bundle.pivots[route.path[-1], route.path[-2]]
+        means = bundle.hubness.get(route.path) if how.hubness == "csls" else None
+        pool = max(k, POOL) if how.strategy == "fused" or means is not None else k
+        in_pivot = pivoted.search(y, pool, options)
+        if means is not None:
+            in_pivot = [csls_hits(hits, pivoted.row_of, means) for hits in in_pivot]
+        if how.strategy == "pivot":
+            results = [hits[:k] for hits in in_pivot]
+        else:
+            tail = bundle.graph.along(list(route.path[-2:]), route.path[-2], route.path[-1])
+            chained = run_route(bundle.translators, tail, y, bundle.l2_inputs, metrics.observe_hop)
+            both = zip(gallery.search(chained, pool, options), in_pivot, strict=True)
+            results = [fuse_hits(c, p, k) for c, p in both]
+    metrics.observe_search(gallery.modality, time.perf_counter() - started)
+    return results
+
+
 def search(
     served: Served,
     route: Route,
@@ -58,14 +91,14 @@ def search(
     k: int,
     queries: list[int] | list[str],
     options: SearchOptions | None = None,
+    strategy: RetrievalStrategy | None = None,
 ) -> bytes:
-    """Translate the queries along ``route``, search ``gallery`` and render the response bytes."""
-    bundle, metrics = served.bundle, served.metrics
-    y = run_route(bundle.translators, route, x, bundle.l2_inputs, metrics.observe_hop)
-    started = time.perf_counter()
-    results = gallery.search(y, k, options)
-    metrics.observe_search(gallery.modality, time.perf_counter() - started)
-    metrics.count("retrieve", bundle.graph.label(route), len(x))
+    """Translate the queries along ``route``, search ``gallery`` (or its pivot gallery, as the route's strategy
+    or the pinned ``strategy`` says) and render the response bytes."""
+    bundle = served.bundle
+    how = plan(route, bundle.strategies, bundle.pivots, gallery, strategy)
+    results = _search(served, route, x, gallery, k, options, how)
+    served.metrics.count("retrieve", bundle.graph.label(route), len(x))
     return json_bytes(
         {
             "from": route.path[0],
@@ -73,6 +106,10 @@ def search(
             "path": route.path,
             "fidelity": route.fidelity,
             "k": k,
+            "strategy": how.strategy,
+            "pivot": how.pivot,
+            "strategy_note": how.note,
+            "hubness": how.hubness,
             "results": [{"query": q, "hits": hits} for q, hits in zip(queries, results, strict=True)],
         }
     )
@@ -106,6 +143,7 @@ async def retrieve_by_id(
     ] = 10,
     exclude_self: Annotated[bool, Query(description=EXCLUDE_SELF_DOC)] = False,
     effort: Annotated[int | None, Query(ge=1, le=EFFORT_CEILING, description=EFFORT_DOC)] = None,
+    strategy: Annotated[RetrievalStrategy | None, Query(description=STRATEGY_DOC)] = None,
 ) -> Response:
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
@@ -114,10 +152,10 @@ async def retrieve_by_id(
     query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
     options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
     if query_gallery.in_process and inline(served, route, gallery, served.bundle.modalities[source].dim):
-        content = search(served, route, query_gallery.vectors_of([item]), gallery, k, [item], options)
+        content = search(served, route, query_gallery.vectors_of([item]), gallery, k, [item], options, strategy)
     else:
         x = await run_in_threadpool(query_gallery.vectors_of, [item])
-        content = await run_in_threadpool(search, served, route, x, gallery, k, [item], options)
+        content = await run_in_threadpool(search, served, route, x, gallery, k, [item], options, strategy)
     return Response(content, media_type="application/json")
 
 
@@ -137,7 +175,7 @@ def search_vectors(served: Served, body: RetrieveRequest, gallery: GalleryBacken
         queries = list(range(len(x)))
     exclude = list(body.ids) if body.exclude_self and body.ids is not None else None
     options = SearchOptions(where=body.where, exclude=exclude, effort=body.effort)
-    return search(served, route, x, gallery, body.k, queries, options)
+    return search(served, route, x, gallery, body.k, queries, options, body.strategy)
 
 
 @router.post(

@@ -123,7 +123,8 @@ def test_bad_vectors_for_retrieval(client: TestClient) -> None:
 
 def test_a_modality_without_gallery(chain_bundle: Path, tmp_path: Path) -> None:
     bundle = Path(shutil.copytree(chain_bundle, tmp_path / "no-c-gallery"))
-    edit_manifest(bundle, lambda m: m.update(galleries=[g for g in m["galleries"] if g["modality"] != "c"]))
+    edit_manifest(bundle, lambda m: m.update(galleries=[g for g in m["galleries"] if g["modality"] != "c"],
+                                             pivot_galleries=[p for p in m["pivot_galleries"] if p["modality"] != "c"]))
     with TestClient(create_app(settings_for(bundle))) as client:
         body = problem(
             client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-1"}), 404, "no-gallery"
@@ -163,7 +164,7 @@ def test_an_older_bundle_with_a_parquet_id_table_serves_the_same(
 ) -> None:
     """Bundles written before galleries became columnar files: Parquet ids with an `embedding` column."""
     bundle = as_parquet_galleries(Path(shutil.copytree(chain_bundle, tmp_path / "older")))
-    params = {"from": "a", "to": "c", "id": "a-17", "k": 5}
+    params = {"from": "a", "to": "c", "id": "a-17", "k": 5, "strategy": "chain"}  # older bundles only chain
     with TestClient(create_app(settings_for(bundle))) as older:
         assert older.get("/retrieve", params=params).json() == client.get("/retrieve", params=params).json()
         payload = older.get("/modalities").json()["modalities"][0]["gallery"]["payload"]

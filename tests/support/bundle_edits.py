@@ -52,6 +52,8 @@ def as_parquet_galleries(bundle: Path) -> Path:
             g.update(ids_file=ids_file, ids_sha256=hashlib.sha256((bundle / ids_file).read_bytes()).hexdigest())
             for key in ("vectors_sha256", "lookup_file", "lookup_sha256"):
                 g.pop(key)
+        manifest.pop("pivot_galleries", None)  # nor pivot galleries and route strategies, which came later
+        manifest.pop("routes", None)
 
     edit_manifest(bundle, rewrite)
     return bundle

@@ -1,0 +1,74 @@
+"""Pivot-space retrieval over a real server: a route reports its cross-validated strategy, a request may pin
+chain, pivot or fused, and once the target gallery has run-time writes the pivot gallery (which holds the
+bundle's items only) is reported unavailable: unpinned requests chain and say why, pinned ones are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+from gallerycorpus import API_KEY
+from latent_bridge.service.manifest import STRATEGIES, read_manifest
+from latent_bridge.service.strategy import fuse, reduce_hubness
+from latent_bridge.training.pivots import VARIANTS
+from serverprocess import running_server
+
+KEYED = {"X-API-Key": API_KEY}
+
+
+def retrieve(client: httpx.Client, strategy: str | None = None, k: int = 5) -> httpx.Response:
+    body = {"from": "a", "to": "c", "ids": [f"a-{i}" for i in range(0, 40, 4)], "k": k, "where": {"shelf": "train"}}
+    return client.post("/retrieve", json=body | ({"strategy": strategy} if strategy else {}), headers=KEYED)
+
+
+def partner_hits(response: httpx.Response) -> float:
+    """Fraction of queries a-i whose top hit is their partner doc-i (the corpus holds c's training rows first)."""
+    results = response.json()["results"]
+    return float(np.mean([r["hits"][0]["id"] == "doc-" + r["query"].split("-", 1)[1] for r in results]))
+
+
+def test_fuse_ranks_by_mean_score_with_the_pool_floor_for_missing_items() -> None:
+    fused = fuse([("x", 0.9), ("y", 0.5)], [("y", 0.8), ("z", 0.7)])
+    assert fused == [("x", (0.9 + 0.7) / 2), ("y", (0.5 + 0.8) / 2), ("z", (0.5 + 0.7) / 2)]
+
+
+def test_csls_lowers_hubs_by_half_their_neighbourhood_mean() -> None:
+    means = {"hub": 0.9, "plain": 0.1}
+    ranked = reduce_hubness([("hub", 0.5), ("plain", 0.4)], means.__getitem__, centre=0.5)
+    assert ranked == [("plain", 0.4 + 0.2), ("hub", 0.5 - 0.2)]
+
+
+def test_route_reports_and_requests_pin_the_strategy_until_writes_make_pivot_unavailable(writable: Path) -> None:
+    manifest = read_manifest(writable)
+    (choice,) = [r for r in manifest.routes if (r.source, r.target) == ("a", "c")]
+    assert choice.path == ["a", "b", "c"] and set(choice.scores) == set(VARIANTS)
+    assert {(p.modality, p.pivot) for p in manifest.pivot_galleries} >= {("c", "b")}
+    env = {"LATENT_BRIDGE_ADMIN_KEY": API_KEY}
+    with running_server(writable, env=env) as server, httpx.Client(base_url=server.base) as client:
+        route = client.get("/route", params={"from": "a", "to": "c"}, headers=KEYED).json()["strategy"]
+        assert route["chosen"] == route["strategy"] == choice.strategy and route["pivot"] == "b"
+        assert route["available"] == list(STRATEGIES) and route["scores"]["pivot"]["r1"] == choice.scores["pivot"].r1
+        assert route["hubness"] == choice.hubness
+        unpinned = retrieve(client).json()
+        assert unpinned["strategy"] == choice.strategy
+        assert unpinned["hubness"] == (choice.hubness if choice.strategy != "chain" else "none")
+        for strategy in STRATEGIES:
+            found = retrieve(client, strategy)
+            assert found.status_code == 200, found.text
+            body = found.json()
+            assert (body["strategy"], body["pivot"]) == (strategy, None if strategy == "chain" else "b")
+            assert all(len(r["hits"]) == 5 for r in body["results"])
+            assert partner_hits(found) >= 0.8, (strategy, body["results"][0])
+
+        put = client.put("/galleries/c/items", headers=KEYED, json={"ids": ["new-1"], "vectors": [[0.1] * 16]})
+        assert put.status_code == 200, put.text
+        route = client.get("/route", params={"from": "a", "to": "c"}, headers=KEYED).json()["strategy"]
+        assert route["strategy"] == "chain" and route["available"] == ["chain"] and "run-time writes" in route["note"]
+        unpinned = retrieve(client).json()
+        assert unpinned["strategy"] == "chain"
+        assert (unpinned["strategy_note"] is not None) == (choice.strategy != "chain")
+        for strategy in ("pivot", "fused"):
+            refused = retrieve(client, strategy)
+            assert refused.status_code == 409 and refused.json()["type"].endswith("strategy-unavailable"), refused.text
+        assert retrieve(client, "chain").json()["strategy"] == "chain"
