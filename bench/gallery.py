@@ -11,6 +11,13 @@ p50/p99 in-process (this process, one FAISS thread like the server) and through 
 sequential, base64 query), recall@10 against exact search, and upsert throughput through
 ``PUT /galleries/x/items`` (batches of 1,000, each fsynced). Prints a Markdown table. It measures; it
 asserts nothing.
+
+``--backend milvus`` pushes each gallery into Milvus as well (``latent-bridge index --backend milvus``) and
+serves it from there: in-process latency is then ``MilvusGallery.search`` (a network round trip), recall@10
+is measured on the Milvus results against exact search, and RAM adds the Milvus process's RSS. Without
+``--milvus-uri`` it starts a milvus-lite server of its own (``python -m milvus_lite server``).
+
+    python bench/gallery.py --rows 100000 --types hnsw --backend milvus
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +53,12 @@ from latent_bridge.service.manifest import (  # noqa: E402
     read_manifest,
     write_manifest,
 )
+from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink  # noqa: E402
 from latent_bridge.training.galleries import CHUNK_ROWS, Chunk, GalleryRows  # noqa: E402
 from latent_bridge.training.indexing import IndexOptions, _rebuilt  # noqa: E402
+from latent_bridge.training.milvus_push import MilvusTarget  # noqa: E402
+from latent_bridge.training.tuning import exact_neighbours  # noqa: E402
+from milvuslite import LiteServer  # noqa: E402
 from serverprocess import running_server  # noqa: E402
 
 KEY = "bench-admin-key-0123456789"
@@ -119,10 +131,15 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def in_process(bundle: Path, queries: np.ndarray) -> tuple[float, float]:
+def in_process(bundle: Path, queries: np.ndarray, milvus: str | None) -> tuple[float, float]:
     manifest = read_manifest(bundle)
     faiss.omp_set_num_threads(1)
-    gallery = open_gallery(manifest.galleries[0], bundle, manifest, replay=False)
+    spec = manifest.galleries[0]
+    gallery: Any = (
+        open_gallery(spec, bundle, manifest, replay=False)
+        if milvus is None
+        else MilvusGallery(spec, manifest.modality(spec.modality).dim, MilvusLink(milvus, None, 60.0))
+    )
     times = []
     for q in queries:
         started = time.perf_counter()
@@ -164,7 +181,9 @@ def run_type(
     shutil.rmtree(bundle, ignore_errors=True)
     shutil.rmtree(bundle.with_name(bundle.name + ".writes"), ignore_errors=True)
     started = time.perf_counter()
-    options = IndexOptions(index_type=index_type, target_recall=args.target, queries=queries, progress=False)
+    target = MilvusTarget(args.milvus_uri, prefix="bench_") if args.backend == "milvus" else None
+    options = IndexOptions(index_type=index_type, target_recall=args.target, queries=queries, progress=False,
+                           milvus=target)
     manifest = _rebuilt(parent_bundle(args.work, args.dim), bundle, {"x": gallery_rows(gen, rows)}, options,
                         lambda p: Lineage(parent=p.name, new_galleries=["x"]))
     build = time.perf_counter() - started
@@ -176,13 +195,22 @@ def run_type(
         "effort": f"{spec.search.parameter}={spec.search.value}" if spec.search.parameter else "exact",
         "recall": spec.search.recall_at_10,
     }
-    result["inproc_p50"], result["inproc_p99"] = in_process(bundle, held_out[: args.queries])
+    milvus = args.milvus_uri if args.backend == "milvus" else None
+    if milvus is not None:
+        result["recall"] = milvus_recall(bundle, gen, rows, held_out[: args.queries], milvus)
+    result["inproc_p50"], result["inproc_p99"] = in_process(bundle, held_out[: args.queries], milvus)
     launched = time.perf_counter()
-    with running_server(bundle, env={"LATENT_BRIDGE_ADMIN_KEY": KEY, "LATENT_BRIDGE_ACCESS_LOG": "false"}) as server:
+    env = {"LATENT_BRIDGE_ADMIN_KEY": KEY, "LATENT_BRIDGE_ACCESS_LOG": "false"}
+    if milvus is not None:
+        env |= {"LATENT_BRIDGE_GALLERY_BACKEND": "milvus", "LATENT_BRIDGE_MILVUS_URI": milvus,
+                "LATENT_BRIDGE_MILVUS_TIMEOUT": "30"}
+    with running_server(bundle, env=env) as server:
         result["start_s"] = time.perf_counter() - launched
         result["rss_start_mib"] = rss_mib(server.process.pid)
         result["http_p50"], result["http_p99"] = http_queries(server.base, held_out[: args.queries])
         result["rss_mib"] = rss_mib(server.process.pid)
+        if args.lite is not None and args.lite.process is not None:
+            result["milvus_rss_mib"] = rss_mib(args.lite.process.pid)
         if index_type == args.upsert_type:
             result["upserts_per_s"] = upserts(server.base, gen, args.upsert_batches, 1000)
         server.stop()
@@ -194,15 +222,33 @@ def run_type(
     return result
 
 
+def milvus_recall(bundle: Path, gen: Generator, rows: int, queries: np.ndarray, uri: str) -> float:
+    """Recall@10 of the Milvus collection's answers against exact search over the same rows."""
+    manifest = read_manifest(bundle)
+    spec = manifest.galleries[0]
+    assert spec.milvus is not None and spec.milvus.mean is not None
+    mean = np.asarray(spec.milvus.mean, np.float32)
+    vectors = np.concatenate([gen.rows(s, min(CHUNK_ROWS, rows - s)) for s in range(0, rows, CHUNK_ROWS)])
+    truth = exact_neighbours(vectors, mean, queries)
+    gallery = MilvusGallery(spec, len(mean), MilvusLink(uri, None, 60.0))
+    found = gallery.search(queries, 10, SearchOptions())
+    pairs = zip(found, truth, strict=True)
+    hits = sum(len({h.id for h in got} & {f"item-{i}" for i in expected}) for got, expected in pairs)
+    return hits / (10 * len(queries))
+
+
 def table(results: list[dict[str, object]]) -> str:
     head = ("| index | items | build s | index MiB | files MiB | start s | RSS MiB (start → after) | effort | "
             "recall@10 | in-process p50 / p99 ms | HTTP p50 / p99 ms | upserts/s |\n|" + "---|" * 12)
     lines = [head]
     for r in results:
         ups = f"{r['upserts_per_s']:,.0f}" if "upserts_per_s" in r else ""
+        rss = f"{r['rss_start_mib']:.0f} → {r['rss_mib']:.0f}"
+        if "milvus_rss_mib" in r:
+            rss += f" + Milvus {r['milvus_rss_mib']:.0f}"
         lines.append(
             f"| {r['type']} | {r['rows']:,} | {r['build_s']:.0f} | {r['index_mib']:.0f} | {r['total_mib']:.0f} | "
-            f"{r['start_s']:.1f} | {r['rss_start_mib']:.0f} → {r['rss_mib']:.0f} | {r['effort']} | {r['recall']:.3f} | "
+            f"{r['start_s']:.1f} | {rss} | {r['effort']} | {r['recall']:.3f} | "
             f"{r['inproc_p50']:.2f} / {r['inproc_p99']:.2f} | {r['http_p50']:.2f} / {r['http_p99']:.2f} | {ups} |"
         )
     return "\n".join(lines)
@@ -220,16 +266,29 @@ def main() -> None:
     parser.add_argument("--upsert-batches", type=int, default=20)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gallery-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the bundles (several GB at 1M rows)")
+    parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss")
+    parser.add_argument("--milvus-uri", dest="milvus_uri", default=None,
+                        help="a running Milvus (default with --backend milvus: a milvus-lite server of its own)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    args.lite = None
+    if args.backend == "milvus" and args.milvus_uri is None:
+        shutil.rmtree(args.work / "milvus-lite", ignore_errors=True)
+        args.lite = LiteServer(args.work / "milvus-lite")
+        args.lite.start()
+        args.milvus_uri = args.lite.uri
     gen = Generator(args.dim)
     held_out = gen.rows(0, 1000, stream=1)
     queries = args.work / "queries.parquet"
     pq.write_table(pa.table({"embedding": pa.array(list(held_out[500:]), pa.list_(pa.float32()))}), queries)
     load_before = os.getloadavg()
-    results = [run_type(args, t, gen, queries, held_out[:500]) for t in args.types.split(",")]
+    try:
+        results = [run_type(args, t, gen, queries, held_out[:500]) for t in args.types.split(",")]
+    finally:
+        if args.lite is not None:
+            args.lite.kill()
     load_after = os.getloadavg()
-    print(f"\n{args.rows:,} × {args.dim} rows, {os.cpu_count()} CPUs, 1-min load average "
+    print(f"\nbackend {args.backend}; {args.rows:,} × {args.dim} rows, {os.cpu_count()} CPUs, 1-min load average "
           f"{load_before[0]:.1f} before and {load_after[0]:.1f} after; recall tuned on 500 held-out queries, "
           f"latency timed on {args.queries} others.\n")
     print(table(results))

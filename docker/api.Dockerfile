@@ -8,7 +8,9 @@ ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first, read from pyproject.toml without building the package, so a code change does not
 # reinstall them. The package is built once, from its real sources, below.
 COPY pyproject.toml docker/requirements.py ./
-RUN python requirements.py pyproject.toml serve > requirements.txt \
+# EXTRAS: extras to install, comma-separated (serve,milvus for galleries in Milvus).
+ARG EXTRAS=serve
+RUN python requirements.py pyproject.toml "${EXTRAS}" > requirements.txt \
     && pip install -r requirements.txt
 COPY README.md ./
 COPY latent_bridge ./latent_bridge

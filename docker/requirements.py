@@ -42,7 +42,8 @@ def _expand(name: str, optional: dict[str, list[str]], extras: list[str]) -> lis
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit("usage: python requirements.py pyproject.toml [extra ...]")
-    print("\n".join(requirements(Path(argv[0]), argv[1:])))
+    extras = [e for arg in argv[1:] for e in arg.split(",") if e]  # "serve,milvus" or serve milvus
+    print("\n".join(requirements(Path(argv[0]), extras)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ WORKDIR /app
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 # Dependencies first, read from pyproject.toml without building the package (see api.Dockerfile).
 COPY pyproject.toml docker/requirements.py ./
-RUN python requirements.py pyproject.toml train > requirements.txt \
+# EXTRAS: extras to install, comma-separated (train,milvus for galleries in Milvus).
+ARG EXTRAS=train
+RUN python requirements.py pyproject.toml "${EXTRAS}" > requirements.txt \
     && pip install -r requirements.txt
 COPY README.md ./
 COPY latent_bridge ./latent_bridge

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from latent_bridge.service.manifest import Manifest as ManifestLike
     from latent_bridge.training.config import TrainConfig as TrainConfigLike
     from latent_bridge.training.indexing import IndexOptions as IndexOptionsLike
+    from latent_bridge.training.milvus_push import MilvusTarget as MilvusTargetLike
 
 from latent_bridge import __version__
 from latent_bridge.service.manifest import BundleError
@@ -84,7 +85,23 @@ def _index_options(args: argparse.Namespace, default_type: str = "auto") -> Inde
         target_recall=getattr(args, "target_recall", None) or 0.95,
         queries=getattr(args, "queries", None),
         progress=not args.quiet,
+        milvus=_milvus_target(args),
     )
+
+
+def _milvus_target(args: argparse.Namespace) -> MilvusTargetLike | None:
+    """Where ``--backend milvus`` pushes galleries: --milvus-uri, else LATENT_BRIDGE_MILVUS_URI (and its token
+    and collection prefix), the settings the server reads."""
+    if getattr(args, "backend", "faiss") != "milvus":
+        return None
+    from latent_bridge.service.settings import Settings
+    from latent_bridge.training.milvus_push import MilvusTarget
+
+    settings = Settings(milvus_uri=args.milvus_uri) if args.milvus_uri else Settings()
+    if not settings.milvus_uri:
+        raise SystemExit("--backend milvus needs --milvus-uri or LATENT_BRIDGE_MILVUS_URI")
+    token = None if settings.milvus_token is None else settings.milvus_token.get_secret_value()
+    return MilvusTarget(settings.milvus_uri, token, settings.milvus_collection_prefix)
 
 
 def _bytes(text: str) -> int:
@@ -345,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="corpus Parquet: id, embedding, any payload columns (no sample needed)")
     index.add_argument("--out", type=Path, required=True, help="the new bundle folder")
     _gallery_options(index, "--index-type")
+    index.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
+                       help="milvus: also push the gallery into a Milvus collection the manifest names")
+    index.add_argument("--milvus-uri", dest="milvus_uri", default=None,
+                       help="milvus-lite file or http://host:19530 (default: LATENT_BRIDGE_MILVUS_URI)")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
     index.set_defaults(func=cmd_index)
 

@@ -20,6 +20,7 @@ import numpy as np
 from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.errors import NoGallery
 from latent_bridge.service.gallery import Gallery, open_gallery
+from latent_bridge.service.gallery_backend import GalleryBackend
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import (
     MAX_MANIFEST_BYTES,
@@ -31,6 +32,7 @@ from latent_bridge.service.manifest import (
     read_manifest,
 )
 from latent_bridge.service.media import Media, open_media
+from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink, shared_link
 from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
 from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion, Settings
 from latent_bridge.service.translate import Translator
@@ -47,7 +49,7 @@ class Bundle:
     path: Path
     manifest: Manifest
     translators: dict[tuple[str, str], Translator]
-    galleries: dict[str, Gallery]
+    galleries: dict[str, GalleryBackend]
     graph: ModalityGraph
     load_seconds: float = 0.0
     encoders: dict[str, Encoder] = field(default_factory=dict)
@@ -73,7 +75,7 @@ class Bundle:
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
 
-    def gallery(self, modality: str) -> Gallery:
+    def gallery(self, modality: str) -> GalleryBackend:
         """The gallery of ``modality``: ``UnknownModality`` or ``NoGallery`` (naming those there are) otherwise."""
         self.graph.require(modality)
         found = self.galleries.get(modality)
@@ -93,14 +95,20 @@ class LoadLimits:
     translator_bytes: int = 256 << 20
     encoder_threads: int = 1  # not a limit, but read from the settings at the same two places
     warm_up_seconds: float = 10.0
+    milvus: MilvusLink | None = None  # galleries are served from their Milvus collections through it
 
 
 def load_limits(settings: Settings) -> LoadLimits:
+    milvus = None
+    if settings.gallery_backend == "milvus" and settings.milvus_uri:
+        token = None if settings.milvus_token is None else settings.milvus_token.get_secret_value()
+        milvus = shared_link(settings.milvus_uri, token, settings.milvus_timeout)
     return LoadLimits(
         manifest_bytes=settings.max_manifest_bytes,
         translator_bytes=settings.max_translator_bytes,
         encoder_threads=settings.encoder_threads,
         warm_up_seconds=settings.load_timeout,
+        milvus=milvus,
     )
 
 
@@ -181,11 +189,17 @@ def _open_translators(
     return translators
 
 
-def _open_galleries(bundle_dir: Path, manifest: Manifest) -> dict[str, Gallery]:
-    galleries = {}
+def _open_galleries(bundle_dir: Path, manifest: Manifest, milvus: MilvusLink | None) -> dict[str, GalleryBackend]:
+    """The bundle's galleries: with ``milvus``, those whose manifest entry names a collection are searched
+    there (connected lazily: Milvus unreachable at start leaves the server up but not ready, with the
+    reason), the others in FAISS from the bundle's files."""
+    galleries: dict[str, GalleryBackend] = {}
     for spec in manifest.galleries:
         if spec.modality in galleries:
             raise BundleError(f"{bundle_dir / 'manifest.json'}: two galleries for modality {spec.modality!r}")
+        if milvus is not None and spec.milvus is not None:
+            galleries[spec.modality] = MilvusGallery(spec, manifest.modality(spec.modality).dim, milvus)
+            continue
         for relative, digest in spec.files():
             checked_file(bundle_dir, relative, digest)
         gallery = open_gallery(spec, bundle_dir, manifest)
@@ -264,7 +278,7 @@ def _load(
         faiss.omp_set_num_threads(faiss_threads)
     manifest = read_manifest(bundle_dir, limits.manifest_bytes)
     translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
-    galleries = _open_galleries(bundle_dir, manifest)
+    galleries = _open_galleries(bundle_dir, manifest, limits.milvus)
     pivots = _open_pivots(bundle_dir, manifest)
     hubness = _open_hubness(bundle_dir, manifest, pivots)
     graph = ModalityGraph(manifest, criterion)

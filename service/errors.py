@@ -118,6 +118,10 @@ class WritesUnavailable(ServiceError):
     status, slug, title = 503, "writes-unavailable", "This server takes no gallery writes"
 
 
+class GalleryUnavailable(ServiceError):
+    status, slug, title = 503, "gallery-unavailable", "The gallery's store is unavailable"
+
+
 class WriteFailed(ServiceError):
     status, slug, title = 503, "write-failed", "The write could not be made durable"
 

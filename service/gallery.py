@@ -23,14 +23,21 @@ import faiss
 import numpy as np
 import pyarrow as pa
 from latent_bridge.service.errors import (
-    EffortOutOfRange,
     InvalidWrite,
     UnknownItem,
     UnknownPayloadColumn,
     WritesUnavailable,
     echo,
 )
-from latent_bridge.service.gallery_backend import GalleryBackend, Hit, Matrix, SearchOptions, WriteResult
+from latent_bridge.service.gallery_backend import (
+    GalleryBackend,
+    Hit,
+    Matrix,
+    SearchOptions,
+    WriteResult,
+    centred_units,
+    search_effort,
+)
 from latent_bridge.service.gallery_table import GalleryTable, Where, jsonable, open_table
 from latent_bridge.service.manifest import BundleError, GallerySpec, Manifest
 from latent_bridge.service.writelog import Record, WriteLog, writes_dir
@@ -156,6 +163,8 @@ class Delta:
 class Gallery:
     """One modality's gallery: search, get by id, upsert, delete, count, health (``GalleryBackend``)."""
 
+    in_process = True
+
     def __init__(
         self,
         spec: GallerySpec,
@@ -247,13 +256,10 @@ class Gallery:
 
     def units(self, x: Matrix) -> Matrix:
         """Raw rows → centred, unit-norm rows (what the index holds; a zero row stays zero, as in FAISS)."""
-        y = np.asarray(x, dtype=np.float32)
-        if self.mean is not None:
-            y = y - self.mean
-        norms = np.linalg.norm(y, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        out: Matrix = np.ascontiguousarray(y / norms, dtype=np.float32)
-        return out
+        return centred_units(x, self.mean)
+
+    def unavailable(self) -> str | None:
+        return None  # in the process: serves whenever the bundle is loaded
 
     def vector(self, row: int) -> Matrix:
         """The (1, d) raw vector of base row ``row`` (read back from the index in bundles without raw rows:
@@ -305,21 +311,6 @@ class Gallery:
                     f"columns: {self.payload_columns()}",
                     columns=self.payload_columns(),
                 )
-
-    def _effort(self, effort: int | None) -> int | None:
-        tuning = self.spec.search
-        if effort is None or tuning.parameter is None:
-            return tuning.value if tuning.parameter else None
-        lowest, limit = tuning.value or 1, tuning.limit or tuning.value or 1
-        if not lowest <= effort <= limit:
-            raise EffortOutOfRange(
-                f"effort ({tuning.parameter}) for the {self.modality!r} gallery must be between its tuned "
-                f"value {lowest} and {limit}, got {effort}",
-                minimum=lowest,
-                limit=limit,
-                got=effort,
-            )
-        return effort
 
     def _params(self, selector: Any, effort: int | None, fraction: float) -> Any:
         """Search parameters for one call: effort (raised when a filter leaves a fraction of the rows)."""
@@ -398,7 +389,7 @@ class Gallery:
         """The ``k`` best live items per raw query row, best first (base and run-time writes merged)."""
         o = options or SearchOptions()
         self.check_where(o.where)
-        effort = self._effort(o.effort)
+        effort = search_effort(self.spec, o.effort)
         q = self.units(x)
         want = k + (1 if o.exclude else 0)
         base_scores, base_rows = self._search_base(q, want, self._base_mask(o.where), effort)

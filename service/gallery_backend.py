@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from latent_bridge.service.errors import EffortOutOfRange
 from latent_bridge.service.gallery_table import Where
 from latent_bridge.service.manifest import GallerySpec
 
@@ -42,12 +43,56 @@ class WriteResult:
     count: int = 0
 
 
+def centred_units(x: Matrix, mean: Matrix | None) -> Matrix:
+    """Raw rows → centred, unit-norm rows (what every backend stores and searches; a zero row stays zero)."""
+    y = np.asarray(x, dtype=np.float32)
+    if mean is not None:
+        y = y - mean
+    norms = np.linalg.norm(y, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    out: Matrix = np.ascontiguousarray(y / norms, dtype=np.float32)
+    return out
+
+
+def search_effort(spec: GallerySpec, effort: int | None) -> int | None:
+    """The search effort of one request: the tuned value by default, else ``effort`` once it is within the
+    tuned value and the gallery's limit (``EffortOutOfRange`` otherwise); None for exact galleries."""
+    tuning = spec.search
+    if effort is None or tuning.parameter is None:
+        return tuning.value if tuning.parameter else None
+    lowest, limit = tuning.value or 1, tuning.limit or tuning.value or 1
+    if not lowest <= effort <= limit:
+        raise EffortOutOfRange(
+            f"effort ({tuning.parameter}) for the {spec.modality!r} gallery must be between its tuned "
+            f"value {lowest} and {limit}, got {effort}",
+            minimum=lowest,
+            limit=limit,
+            got=effort,
+        )
+    return effort
+
+
 class GalleryBackend(Protocol):
     spec: GallerySpec
     modality: str
     dim: int
+    mean: Matrix | None  # the centring mean (None: not centred)
+    in_process: bool  # False: every call may wait on the network (never run it on the event loop)
+
+    @property
+    def size(self) -> int:
+        """Items the bundle's index holds; ``count()`` is what is served now."""
+        ...
 
     def count(self) -> int: ...
+
+    def unavailable(self) -> str | None:
+        """Why the gallery cannot serve now (None when it can); readiness reports it."""
+        ...
+
+    def check_where(self, where: Where | None) -> None:
+        """``UnknownPayloadColumn`` when a filter names a column the gallery lacks."""
+        ...
 
     def health(self) -> Mapping[str, Any]: ...
 

@@ -141,6 +141,22 @@ class GallerySearch(_Strict):
     query_source: str = Field(default="", description="Where those queries came from.")
 
 
+MilvusIndexType = Literal["FLAT", "IVF_FLAT", "HNSW"]
+
+
+class MilvusCollection(_Strict):
+    """Where a gallery also lives in a Milvus collection (``latent-bridge index --backend milvus``): rows of
+    id, centred unit vector, raw vector, sample and payload (JSON), pushed with the FAISS files' centring."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$", description="The collection's name.")
+    index_type: MilvusIndexType = Field(description="Milvus index on the vector field (metric IP).")
+    index_params: dict[str, int] = Field(default_factory=dict, description="Its build parameters (M, nlist, ...).")
+    mean: list[float] | None = Field(
+        default=None, description="The gallery's centring mean (queries are centred by it before the search)."
+    )
+    payload: list[str] = Field(default_factory=list, description="Payload columns (keys of the JSON field).")
+
+
 class GallerySpec(_Strict):
     modality: str
     index_file: str = Field(description="FAISS index, relative to the bundle.")
@@ -162,6 +178,9 @@ class GallerySpec(_Strict):
     lookup_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     search: GallerySearch = Field(default_factory=GallerySearch)
     source: str | None = Field(default=None, description="The corpus file the gallery was indexed from.")
+    milvus: MilvusCollection | None = Field(
+        default=None, description="The Milvus collection holding this gallery too, when one was pushed."
+    )
 
     def files(self) -> list[tuple[str, str]]:
         """Every file of the gallery with its sha256."""

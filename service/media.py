@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from latent_bridge.service.errors import NoMedia
-from latent_bridge.service.gallery import Gallery
+from latent_bridge.service.gallery_backend import GalleryBackend
 from latent_bridge.service.manifest import BundleError, Manifest, MediaSpec
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Media:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     root: Path | None = None
 
-    def get(self, gallery: Gallery, item: str) -> tuple[bytes, str]:
+    def get(self, gallery: GalleryBackend, item: str) -> tuple[bytes, str]:
         """(bytes, content type) of the item's media, or ``NoMedia``."""
         hit, _ = gallery.get(item)  # 404 unknown-item for an id the gallery lacks
         if item in self.files:

@@ -20,7 +20,7 @@ DESCRIPTIONS = {
     422: "Invalid input: wrong dimension (expected vs got), NaN/Inf (or values so large the translation "
     "overflows), empty batch, k out of range, malformed "
     "base64, a pinned path that does not fit, or a schema violation.",
-    503: "The bundle is not loaded yet.",
+    503: "The bundle is not loaded yet, or a gallery's store (Milvus) is unavailable (the body says why).",
     504: "The request, body upload included, took longer than request_timeout.",
 }
 

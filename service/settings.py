@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+GalleryBackendName = Literal["faiss", "milvus"]
 FidelityCriterion = Literal["r1", "mrr", "cycle_cosine", "cosine"]
 DEFAULT_FIDELITY: FidelityCriterion = "mrr"
 MIN_API_KEY_LENGTH = 16
@@ -142,6 +143,29 @@ class Settings(BaseSettings):
         description='Browser origins allowed to call the API (CORS), as a JSON list, e.g. '
         '["https://app.example.com"]; empty (the default) sends no CORS headers at all.',
     )
+    gallery_backend: GalleryBackendName = Field(
+        default="faiss",
+        description="Where galleries are searched: FAISS in the process (the bundle's files), or the Milvus "
+        "collections the manifest names (`latent-bridge index --backend milvus`).",
+    )
+    milvus_uri: str | None = Field(
+        default=None,
+        description="Milvus to use: a milvus-lite file path (embedded, for tests and laptops) or "
+        "`http://host:19530` for a standalone or cluster deployment.",
+    )
+    milvus_token: SecretStr | None = Field(default=None, description="Milvus credentials (`user:password` or a key).")
+    milvus_collection_prefix: str = Field(
+        default="latent_bridge_",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,64}$",
+        description="Start of the collection names `latent-bridge index --backend milvus` creates "
+        "(`<prefix><bundle>_<modality>`); the manifest records the full name.",
+    )
+    milvus_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="Seconds one Milvus call may take, retries included; a slower one is answered 503.",
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stdout, with its id.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
@@ -165,6 +189,17 @@ class Settings(BaseSettings):
             and self.admin_key.get_secret_value() == self.api_key.get_secret_value()
         ):
             raise ValueError("admin_key must differ from api_key: a reader must not hold admin rights")
+        return self
+
+    @field_validator("milvus_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _milvus_named(self) -> Settings:
+        if self.gallery_backend == "milvus" and not self.milvus_uri:
+            raise ValueError("gallery_backend 'milvus' needs LATENT_BRIDGE_MILVUS_URI (a file path or http://host:19530)")
         return self
 
     def reload_root(self) -> Path | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import milvuslite
 import pytest
 from encoder_bundle import EncoderBundles, build, missing
 
@@ -29,3 +30,17 @@ def encoder_bundles(tmp_path_factory: pytest.TempPathFactory) -> EncoderBundles:
     if reason:
         pytest.skip(reason)
     return build(tmp_path_factory.mktemp("encoders"))
+
+
+@pytest.fixture(scope="session")
+def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[milvuslite.LiteServer]:
+    """One milvus-lite server on a loopback port for the whole session (about 3 s to start), shared by every
+    test of the Milvus backend; each pushes its galleries into collections of its own. Skips without the
+    milvus extra."""
+    reason = milvuslite.missing()
+    if reason:
+        pytest.skip(reason)
+    server = milvuslite.LiteServer(tmp_path_factory.mktemp("milvus") / "data")
+    server.start()
+    yield server
+    server.kill()

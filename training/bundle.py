@@ -176,10 +176,15 @@ class Parent:
     path: Path
     manifest: Manifest
 
-    def carry(self, staging: Path) -> None:
-        for file in [e.file for e in self.manifest.edges] + [
-            f for g in self.manifest.galleries for f, _ in g.files()
-        ]:
+    def carry(self, staging: Path, routes: bool = False) -> None:
+        """Copy the edges and galleries; with ``routes`` also the pivot galleries and hubness files (for a
+        bundle whose graph does not change, such as one that only gains encoders)."""
+        files = [e.file for e in self.manifest.edges] + [f for g in self.manifest.galleries for f, _ in g.files()]
+        if routes:
+            files += [f for p in self.manifest.pivot_galleries for f, _ in p.files()]
+            files += [r.hubness_file for r in self.manifest.routes if r.hubness_file is not None]
+        for file in files:
+            (staging / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.path / file, staging / file)
 
 

@@ -328,7 +328,7 @@ def with_encoders(
             raise ExportError(f"modality {m!r} is not in bundle {parent.manifest.name} ({', '.join(known)})")
     exported = {m: EXPORTERS[m]() for m in chosen}
     with staged_bundle(out) as staging:
-        parent.carry(staging)
+        parent.carry(staging, routes=True)  # same graph: its route strategies still hold
         specs = [_write_encoder(staging, m, e) for m, e in exported.items()]
         parity = {spec.modality: round(verify(staging, spec), 6) for spec in specs}
         manifest = parent.manifest.model_copy(

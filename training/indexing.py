@@ -29,6 +29,7 @@ from latent_bridge.service.writelog import WriteLog, writes_dir
 from latent_bridge.training.bundle import package_versions, staged_bundle
 from latent_bridge.training.datasets.reader import load_modality
 from latent_bridge.training.galleries import CHUNK_ROWS, Chunk, GalleryDataError, GalleryRows, write_gallery_files
+from latent_bridge.training.milvus_push import MilvusTarget, push_gallery
 from latent_bridge.training.pivots import build_pivot_gallery
 from latent_bridge.training.tuning import choose_index_type, search_limits, tune
 
@@ -43,6 +44,7 @@ class IndexOptions:
     target_recall: float = DEFAULT_TARGET
     queries: Path | None = None  # raw query embeddings of the modality; default: translated training rows
     progress: bool = True
+    milvus: MilvusTarget | None = None  # also push each new gallery into a Milvus collection
 
 
 def _embedding_matrix(source: str, column: pa.ChunkedArray | pa.Array, dim: int, start: int) -> np.ndarray:
@@ -145,6 +147,14 @@ def _tuned(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, o
     return spec.model_copy(update={"search": tune(gallery, queries, source, options.target_recall)})
 
 
+def _pushed(staging: Path, manifest: Manifest, spec: GallerySpec, options: IndexOptions) -> GallerySpec:
+    """The gallery pushed into its Milvus collection; its spec then names the collection."""
+    assert options.milvus is not None
+    gallery = open_gallery(spec, staging, manifest, replay=False)
+    progress = _progress(gallery.size, f"push {spec.modality} to Milvus", options.progress)
+    return push_gallery(gallery, manifest.name, options.milvus, progress)
+
+
 def _rebuilt(
     parent_dir: Path,
     out: Path,
@@ -184,6 +194,8 @@ def _rebuilt(
         )
         for name, spec in built.items():
             tuned = _tuned(staging, manifest, spec, parent_dir, options)
+            if options.milvus is not None:
+                tuned = _pushed(staging, manifest, tuned, options)
             manifest = manifest.model_copy(
                 update={"galleries": [tuned if g.modality == name else g for g in manifest.galleries]}
             )

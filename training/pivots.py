@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 from latent_bridge.service.bundle import Bundle
 from latent_bridge.service.errors import NoRoute
+from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.manifest import (
     STRATEGIES,
     PivotGallerySpec,
@@ -218,7 +219,7 @@ def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str
     """``modality``'s gallery translated by the shipped edge ``modality`` → ``pivot``, with the service's
     code, written as an exact index beside it."""
     gallery = bundle.galleries[modality]
-    assert gallery.vectors is not None, "training's galleries keep their raw rows"
+    assert isinstance(gallery, Gallery) and gallery.vectors is not None, "training's galleries: FAISS, raw rows kept"
     route = bundle.graph.along([modality, pivot], modality, pivot)
     files = pivot_files(modality, pivot)
     dim = bundle.modalities[pivot].dim

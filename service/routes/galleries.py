@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.errors import InvalidWrite, WriteFailed, WritesUnavailable
-from latent_bridge.service.gallery import Gallery
+from latent_bridge.service.gallery_backend import GalleryBackend
 from latent_bridge.service.responses import problems
 from latent_bridge.service.routes.base import JSONBodyRoute
 from latent_bridge.service.schemas import GalleryInfo, GallerySearchInfo, Item, ItemsDelete, ItemsUpsert, WriteResponse
@@ -32,13 +32,13 @@ WRITE_PROBLEMS[503]["description"] = (
 )
 
 
-def gallery_info(gallery: Gallery) -> GalleryInfo:
+def gallery_info(gallery: GalleryBackend) -> GalleryInfo:
     tuning = gallery.spec.search
     return GalleryInfo(
         size=gallery.size,
         count=gallery.count(),
         index_type=gallery.spec.index_type,
-        payload=sorted(gallery.payload),
+        payload=sorted(gallery.payload_columns()),
         search=GallerySearchInfo(
             parameter=tuning.parameter,
             value=tuning.value,
@@ -54,7 +54,7 @@ def gallery_info(gallery: Gallery) -> GalleryInfo:
 )
 async def get_gallery(served: ServedDep, modality: ModalityPath) -> GalleryInfo:
     """Size in the bundle, items served now, index type, payload columns and the measured search tuning."""
-    return gallery_info(served.bundle.gallery(modality))
+    return await run_in_threadpool(gallery_info, served.bundle.gallery(modality))  # count() may ask Milvus
 
 
 @reader.get(
@@ -66,12 +66,12 @@ async def get_item(
     item: Annotated[str, Path(description="The item's id.", examples=["img-1001"])],
 ) -> Item:
     """The item's payload and raw embedding, as stored in the bundle or written since."""
-    hit, vector = served.bundle.gallery(modality).get(item)
+    hit, vector = await run_in_threadpool(served.bundle.gallery(modality).get, item)  # may ask Milvus
     return Item(id=hit.id, sample=hit.sample, payload=hit.payload, vector=vector[0].tolist())
 
 
-def _writable(served: Served, modality: str) -> Gallery:
-    if served.settings.workers > 1:
+def _writable(served: Served, modality: str) -> GalleryBackend:
+    if served.settings.workers > 1 and served.settings.gallery_backend == "faiss":
         raise WritesUnavailable(
             f"this server runs {served.settings.workers} worker processes, each with its own copy of the "
             "gallery; gallery writes need --workers 1"

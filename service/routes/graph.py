@@ -22,6 +22,7 @@ from latent_bridge.service.schemas import (
     StrategyInfo,
 )
 from latent_bridge.service.strategy import pivot_unavailable, plan
+from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(tags=["graph"])
 
@@ -155,4 +156,5 @@ async def get_route(
 )
 async def list_modalities(bundle: BundleDep) -> ModalitiesResponse:
     """Every modality with its dimension, input normalisation and retrieval gallery (if any)."""
-    return ModalitiesResponse(bundle=bundle.name, modalities=modality_infos(bundle))
+    infos = await run_in_threadpool(modality_infos, bundle)  # a Milvus gallery's count is a network call
+    return ModalitiesResponse(bundle=bundle.name, modalities=infos)

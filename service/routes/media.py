@@ -22,7 +22,7 @@ router = APIRouter(tags=["retrieval"])
     },
     summary="The thumbnail or sound of a gallery item",
 )
-async def get_media(
+def get_media(
     bundle: BundleDep,
     modality: Annotated[str, Query(description="Modality of the item.", examples=["image"])],
     item: Annotated[
@@ -31,7 +31,8 @@ async def get_media(
     ],
 ) -> Response:
     """The media the bundle ships (thumbnails) or points at (an installed folder) for item `id` of the
-    `modality` gallery; 404 when the item has none here."""
+    `modality` gallery; 404 when the item has none here. A plain ``def``: FastAPI runs it in the thread
+    pool, so a slow gallery store (Milvus) or disk never holds up the event loop."""
     gallery = bundle.gallery(modality)
     media = bundle.media.get(modality)
     if media is None:

@@ -10,8 +10,7 @@ from latent_bridge.service import examples
 from latent_bridge.service.deps import Served, ServedDep
 from latent_bridge.service.embedding import has_raw, query_matrix
 from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors
-from latent_bridge.service.gallery import Gallery
-from latent_bridge.service.gallery_backend import Hit, SearchOptions
+from latent_bridge.service.gallery_backend import GalleryBackend, Hit, SearchOptions
 from latent_bridge.service.graph import Route
 from latent_bridge.service.manifest import RetrievalStrategy
 from latent_bridge.service.responses import json_bytes, problems
@@ -42,9 +41,11 @@ def check_k(k: int, limit: int) -> None:
         raise KOutOfRange(k, limit)
 
 
-def inline(served: Served, route: Route, gallery: Gallery, values: int) -> bool:
+def inline(served: Served, route: Route, gallery: GalleryBackend, values: int) -> bool:
     """Whether a request is small enough to run on the event loop: few input numbers, a route of small
-    measured cost, and (for an exact gallery) a search of few multiply-adds."""
+    measured cost, and (for an exact gallery) a search of few multiply-adds; never a search over the network."""
+    if not gallery.in_process:
+        return False
     source = route.path[0]
     rows = max(1, values // served.bundle.modalities[source].dim)
     flat = gallery.spec.index_type == "flat"
@@ -53,7 +54,8 @@ def inline(served: Served, route: Route, gallery: Gallery, values: int) -> bool:
 
 
 def _search(
-    served: Served, route: Route, x: Matrix, gallery: Gallery, k: int, options: SearchOptions | None, how: Plan
+    served: Served, route: Route, x: Matrix, gallery: GalleryBackend, k: int, options: SearchOptions | None,
+    how: Plan,
 ) -> list[list[Hit]]:
     """Translate the queries and search as ``how`` says: chained, in the pivot's space, or both fused."""
     bundle, metrics = served.bundle, served.metrics
@@ -85,7 +87,7 @@ def search(
     served: Served,
     route: Route,
     x: Matrix,
-    gallery: Gallery,
+    gallery: GalleryBackend,
     k: int,
     queries: list[int] | list[str],
     options: SearchOptions | None = None,
@@ -148,16 +150,16 @@ async def retrieve_by_id(
     check_k(k, served.settings.max_k)
     route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
-    x = query_gallery.vectors_of([item])
     options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
-    if inline(served, route, gallery, x.size):
-        content = search(served, route, x, gallery, k, [item], options, strategy)
+    if query_gallery.in_process and inline(served, route, gallery, served.bundle.modalities[source].dim):
+        content = search(served, route, query_gallery.vectors_of([item]), gallery, k, [item], options, strategy)
     else:
+        x = await run_in_threadpool(query_gallery.vectors_of, [item])
         content = await run_in_threadpool(search, served, route, x, gallery, k, [item], options, strategy)
     return Response(content, media_type="application/json")
 
 
-def search_vectors(served: Served, body: RetrieveRequest, gallery: Gallery) -> bytes:
+def search_vectors(served: Served, body: RetrieveRequest, gallery: GalleryBackend) -> bytes:
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
     limits = served.settings
     queries: list[int] | list[str]

@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from gallerycorpus import TRAINING_ROWS, write_corpus
+from gallerycorpus import TRAINING_ROWS, Served, write_corpus
+from milvuslite import LiteServer, push_bundle
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,30 @@ def indexed(trained: tuple[Path, Path], corpus: Path) -> Path:
 def writable(indexed: Path, tmp_path: Path) -> Path:
     """A private copy of the indexed bundle, so each test's write log starts empty."""
     return Path(shutil.copytree(indexed, tmp_path / "bundle"))
+
+
+@pytest.fixture(scope="session")
+def indexed_in_milvus(indexed: Path, milvus_lite: LiteServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The indexed bundle with its galleries pushed into the session's milvus-lite."""
+    return push_bundle(indexed, tmp_path_factory.mktemp("in-milvus") / "indexed", milvus_lite.uri)
+
+
+def _milvus_settings(request: pytest.FixtureRequest) -> dict[str, object]:
+    return {"gallery_backend": "milvus", "milvus_uri": request.getfixturevalue("milvus_lite").uri}
+
+
+@pytest.fixture(params=["faiss", "milvus"])
+def served(request: pytest.FixtureRequest, indexed: Path) -> Served:
+    """The indexed bundle served from FAISS, then from Milvus (milvus-lite): the same answers expected."""
+    if request.param == "faiss":
+        return indexed, {}
+    return request.getfixturevalue("indexed_in_milvus"), _milvus_settings(request)
+
+
+@pytest.fixture(params=["faiss", "milvus"])
+def writable_served(request: pytest.FixtureRequest, indexed: Path, tmp_path: Path) -> Served:
+    """A private copy of the indexed bundle (FAISS: its own write log; Milvus: collections of its own)."""
+    if request.param == "faiss":
+        return Path(shutil.copytree(indexed, tmp_path / "bundle")), {}
+    settings = _milvus_settings(request)
+    return push_bundle(indexed, tmp_path / "bundle", str(settings["milvus_uri"])), settings

@@ -11,6 +11,7 @@ from latent_bridge.service.settings import Settings
 API_KEY = "gallery-admin-key-0123456789"
 CORPUS_ROWS = 6000
 TRAINING_ROWS = 300
+Served = tuple[Path, dict[str, object]]  # a bundle and the settings that serve it (FAISS or Milvus)
 
 
 def write_corpus(dataset: Path, out: Path) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from gallerycorpus import CORPUS_ROWS, TRAINING_ROWS, settings_for
+from gallerycorpus import CORPUS_ROWS, TRAINING_ROWS, Served, settings_for
 from latent_bridge.service.app import create_app
 
 from latent_bridge.cli import main
@@ -34,8 +34,8 @@ def test_translators_and_other_galleries_are_carried_byte_for_byte(trained: tupl
     assert c["size"] == CORPUS_ROWS > TRAINING_ROWS and c["index_type"] == "hnsw"
 
 
-def test_the_corpus_gallery_is_served_and_searched_with_payload(indexed: Path) -> None:
-    with TestClient(create_app(settings_for(indexed))) as client:
+def test_the_corpus_gallery_is_served_and_searched_with_payload(served: Served) -> None:
+    with TestClient(create_app(settings_for(served[0], **served[1]))) as client:
         body = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 3}).json()
         top = body["results"][0]["hits"][0]
         assert top["id"] == "doc-17" and top["payload"] == {"title": "doc 17", "shelf": "train"}
@@ -64,9 +64,9 @@ def test_a_request_may_raise_the_effort_within_limits(indexed: Path) -> None:
         assert refused.status_code == 422 and refused.json()["type"].endswith("effort-out-of-range")
 
 
-def test_where_filters_on_payload_equality_and_in(indexed: Path, trained: tuple[Path, Path]) -> None:
+def test_where_filters_on_payload_equality_and_in(served: Served, trained: tuple[Path, Path]) -> None:
     a = np.stack(pd.read_parquet(trained[0] / "a.parquet")["embedding"].to_list())[17]
-    with TestClient(create_app(settings_for(indexed))) as client:
+    with TestClient(create_app(settings_for(served[0], **served[1]))) as client:
         def hits(where: dict[str, object], k: int = 10) -> list[dict[str, object]]:
             body = {"from": "a", "to": "c", "vector": a.tolist(), "k": k, "where": where}
             response = client.post("/retrieve", json=body)
@@ -76,12 +76,13 @@ def test_where_filters_on_payload_equality_and_in(indexed: Path, trained: tuple[
         assert {h["payload"]["shelf"] for h in hits({"shelf": "extra"})} == {"extra"}
         assert [h["id"] for h in hits({"title": ["doc 17", "doc 4000"]}, k=5)] == ["doc-17", "doc-4000"]
         assert hits({"shelf": "nowhere"}) == []
+        assert hits({"shelf": 'extra" or shelf != "'}) == []  # quoted, never part of the filter's syntax
         unknown = client.post("/retrieve", json={"from": "a", "to": "c", "vector": a.tolist(), "where": {"x": 1}})
         assert unknown.status_code == 422 and "shelf" in unknown.json()["detail"]
 
 
-def test_a_batch_of_ids_and_exclude_self(indexed: Path) -> None:
-    with TestClient(create_app(settings_for(indexed))) as client:
+def test_a_batch_of_ids_and_exclude_self(served: Served) -> None:
+    with TestClient(create_app(settings_for(served[0], **served[1]))) as client:
         body = {"from": "c", "to": "c", "ids": ["doc-3", "doc-4000"], "k": 2}
         plain = client.post("/retrieve", json=body).json()["results"]
         assert [r["query"] for r in plain] == ["doc-3", "doc-4000"]
@@ -90,7 +91,9 @@ def test_a_batch_of_ids_and_exclude_self(indexed: Path) -> None:
         assert all(r["query"] not in [h["id"] for h in r["hits"]] and len(r["hits"]) == 2 for r in excluded)
         assert excluded[0]["hits"][0] == plain[0]["hits"][1]
         by_get = client.get("/retrieve", params={"from": "c", "to": "c", "id": "doc-3", "k": 2, "exclude_self": True})
-        assert by_get.json()["results"][0]["hits"] == excluded[0]["hits"]
+        got = by_get.json()["results"][0]["hits"]
+        assert [h["id"] for h in got] == [h["id"] for h in excluded[0]["hits"]]
+        assert [h["score"] for h in got] == pytest.approx([h["score"] for h in excluded[0]["hits"]], abs=1e-5)
 
 
 @pytest.mark.parametrize(

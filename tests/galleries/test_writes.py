@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from gallerycorpus import API_KEY, CORPUS_ROWS, settings_for
+from gallerycorpus import API_KEY, CORPUS_ROWS, Served, settings_for
 from latent_bridge.service.app import create_app
 from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.writelog import WriteLog, writes_dir
@@ -130,8 +130,16 @@ def test_a_damaged_record_before_the_end_refuses_the_bundle(writable: Path) -> N
         load_bundle(writable)
 
 
-def test_writes_refuse_bad_input(writable: Path) -> None:
-    with TestClient(create_app(settings_for(writable, admin_key=API_KEY))) as client:
+def test_writes_are_read_back_and_searched_at_once(writable_served: Served) -> None:
+    bundle, backend = writable_served
+    with TestClient(create_app(settings_for(bundle, admin_key=API_KEY, **backend))) as client:
+        write_some(client)
+        assert_written(client)
+
+
+def test_writes_refuse_bad_input(writable_served: Served) -> None:
+    writable, backend = writable_served
+    with TestClient(create_app(settings_for(writable, admin_key=API_KEY, **backend))) as client:
         def put(body: dict[str, object]) -> httpx.Response:
             return client.put("/galleries/c/items", headers=KEYED, json=body)
 

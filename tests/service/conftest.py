@@ -17,6 +17,7 @@ import pytest
 from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
 from latent_bridge.service.app import create_app
+from milvuslite import push_bundle
 from testbundles import DIMS
 from testsettings import settings_for
 from tinybundles import tiny_dataset
@@ -70,6 +71,20 @@ def _client(bundle: Path) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def client(chain_bundle: Path) -> Iterator[TestClient]:
     yield from _client(chain_bundle)
+
+
+@pytest.fixture(scope="session", params=["faiss", "milvus"])
+def gallery_client(
+    request: pytest.FixtureRequest, chain_bundle: Path, client: TestClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The chain bundle served with its galleries in FAISS, then in Milvus (the session's milvus-lite)."""
+    if request.param == "faiss":
+        yield client
+        return
+    uri = request.getfixturevalue("milvus_lite").uri
+    bundle = push_bundle(chain_bundle, tmp_path_factory.mktemp("bundles") / "chain-milvus", uri)
+    with TestClient(create_app(settings_for(bundle, gallery_backend="milvus", milvus_uri=uri))) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

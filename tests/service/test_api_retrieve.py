@@ -16,7 +16,8 @@ from testbundles import embeddings
 from testsettings import MAX_K, settings_for
 
 
-def test_a_stored_item_finds_its_partner_across_two_hops(client: TestClient) -> None:
+def test_a_stored_item_finds_its_partner_across_two_hops(gallery_client: TestClient) -> None:
+    client = gallery_client
     response = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 5})
     assert response.status_code == 200, response.text
     body = RetrieveResponse.model_validate(response.json())
@@ -29,14 +30,16 @@ def test_a_stored_item_finds_its_partner_across_two_hops(client: TestClient) -> 
     assert scores == sorted(scores, reverse=True) and -1.0 <= scores[-1] <= top.score <= 1.0 + 1e-5
 
 
-def test_same_modality_is_plain_search(client: TestClient) -> None:
+def test_same_modality_is_plain_search(gallery_client: TestClient) -> None:
+    client = gallery_client
     body = client.get("/retrieve", params={"from": "b", "to": "b", "id": "b-3", "k": 3}).json()
     assert body["path"] == ["b"] and body["fidelity"] == 1.0
     assert body["results"][0]["hits"][0]["id"] == "b-3"
     assert body["results"][0]["hits"][0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_raw_vectors_json_and_base64(client: TestClient, dataset: Path) -> None:
+def test_raw_vectors_json_and_base64(gallery_client: TestClient, dataset: Path) -> None:
+    client = gallery_client
     a = embeddings(dataset, "a")[[5, 6]]
     body = client.post("/retrieve", json={"from": "a", "to": "b", "vectors": a.tolist(), "k": 2}).json()
     assert [r["query"] for r in body["results"]] == [0, 1]
@@ -147,8 +150,9 @@ def test_work_off_the_event_loop_gives_the_same_results(chain_bundle: Path, clie
         assert threaded.post("/retrieve", json=vector).json() == client.post("/retrieve", json=vector).json()
 
 
-def test_a_query_by_id_is_the_stored_raw_vector(client: TestClient, dataset: Path) -> None:
+def test_a_query_by_id_is_the_stored_raw_vector(gallery_client: TestClient, dataset: Path) -> None:
     """The index keeps only centred unit rows; the raw rows beside it make a query by id exact."""
+    client = gallery_client
     raw = embeddings(dataset, "a")[17]
     by_id = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 5}).json()
     by_vector = client.post("/retrieve", json={"from": "a", "to": "c", "vector": raw.tolist(), "k": 5}).json()
