@@ -276,9 +276,10 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _pip_versions() -> dict[str, str | None]:
+def pip_versions(packages: Sequence[str]) -> dict[str, str | None]:
+    """Installed version of each Python package (None when absent), for a dataset's provenance."""
     versions: dict[str, str | None] = {}
-    for name in PYTHON_PACKAGES:
+    for name in packages:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -286,9 +287,10 @@ def _pip_versions() -> dict[str, str | None]:
     return versions
 
 
-def _dpkg_versions() -> dict[str, str | None]:
+def dpkg_versions(packages: Sequence[str]) -> dict[str, str | None]:
+    """Installed version of each Debian package (None when absent), for a dataset's provenance."""
     versions: dict[str, str | None] = {}
-    for name in DEBIAN_PACKAGES:
+    for name in packages:
         try:
             done = subprocess.run(
                 ["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True, check=True
@@ -341,8 +343,8 @@ def provenance(
         "encoders": _encoder_info(check),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "python_packages": _pip_versions(),
-        "debian_packages": _dpkg_versions(),
+        "python_packages": pip_versions(PYTHON_PACKAGES),
+        "debian_packages": dpkg_versions(DEBIAN_PACKAGES),
         "files": {
             f"{m}.parquet": {"sha256": sha256(folder / f"{m}.parquet"), "rows": len(frames[m])}
             for m in MODALITIES

@@ -7,10 +7,8 @@ with every package version and file checksum), into a temp folder that is rename
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 from latent_bridge.training.datasets import encoders
-from latent_bridge.training.datasets.demo import _replace, sha256, write_parquet
+from latent_bridge.training.datasets.demo import _replace, dpkg_versions, pip_versions, sha256, write_parquet
 
 
 class PackageMissing(encoders.EncoderUnavailable):
@@ -37,29 +35,6 @@ def require_path(path: Path, package: str) -> Path:
 def progress(items: Sequence[Any], desc: str) -> Any:
     tqdm = encoders.require("tqdm.auto", "tqdm").tqdm
     return tqdm(items, desc=desc, unit="item", dynamic_ncols=True)
-
-
-def dpkg_versions(packages: Sequence[str]) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in packages:
-        try:
-            done = subprocess.run(
-                ["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True, check=True
-            )
-            versions[name] = done.stdout.strip() or None
-        except (OSError, subprocess.CalledProcessError):
-            versions[name] = None
-    return versions
-
-
-def pip_versions(packages: Sequence[str]) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in packages:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def write_dataset(
