@@ -22,7 +22,7 @@ router = APIRouter(tags=["retrieval"])
     },
     summary="The thumbnail or sound of a gallery item",
 )
-def get_media(
+def get_media(  # a plain def runs in the thread pool: a slow gallery store never holds up the event loop
     bundle: BundleDep,
     modality: Annotated[str, Query(description="Modality of the item.", examples=["image"])],
     item: Annotated[
@@ -31,8 +31,7 @@ def get_media(
     ],
 ) -> Response:
     """The media the bundle ships (thumbnails) or points at (an installed folder) for item `id` of the
-    `modality` gallery; 404 when the item has none here. A plain ``def``: FastAPI runs it in the thread
-    pool, so a slow gallery store (Milvus) or disk never holds up the event loop."""
+    `modality` gallery; 404 when the item has none here."""
     gallery = bundle.gallery(modality)
     media = bundle.media.get(modality)
     if media is None:
