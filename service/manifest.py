@@ -155,6 +155,11 @@ class MilvusCollection(_Strict):
         default=None, description="The gallery's centring mean (queries are centred by it before the search)."
     )
     payload: list[str] = Field(default_factory=list, description="Payload columns (keys of the JSON field).")
+    search: GallerySearch | None = Field(
+        default=None,
+        description="The search effort tuned against this collection itself (Milvus trains its own IVF lists, "
+        "so FAISS's effort does not carry over); the gallery's own `search` when absent.",
+    )
 
 
 class GallerySpec(_Strict):

@@ -176,13 +176,16 @@ class MilvusGallery:
     in_process = False
 
     def __init__(self, spec: GallerySpec, dim: int, link: MilvusLink) -> None:
-        if spec.milvus is None:
+        collection = spec.milvus
+        if collection is None:
             raise ValueError(f"gallery {spec.modality!r} names no Milvus collection")
+        if collection.search is not None:  # the effort tuned on the collection, not on the FAISS files
+            spec = spec.model_copy(update={"search": collection.search})
         self.spec = spec
         self.modality = spec.modality
         self.dim = dim
-        self.collection = spec.milvus.name
-        self.mean: Matrix | None = None if spec.milvus.mean is None else np.asarray(spec.milvus.mean, np.float32)
+        self.collection = collection.name
+        self.mean: Matrix | None = None if collection.mean is None else np.asarray(collection.mean, np.float32)
         self.link = link
         self._loaded_by: Any = None  # the client that loaded the collection (a new connection loads again)
 

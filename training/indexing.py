@@ -24,6 +24,7 @@ from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.errors import NoRoute
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.manifest import GallerySpec, Lineage, Manifest, read_manifest, write_manifest
+from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink
 from latent_bridge.service.translate import run_route
 from latent_bridge.service.writelog import WriteLog, writes_dir
 from latent_bridge.training.bundle import package_versions, staged_bundle
@@ -31,7 +32,7 @@ from latent_bridge.training.datasets.reader import load_modality
 from latent_bridge.training.galleries import CHUNK_ROWS, Chunk, GalleryDataError, GalleryRows, write_gallery_files
 from latent_bridge.training.milvus_push import MilvusTarget, push_gallery
 from latent_bridge.training.pivots import build_pivot_gallery
-from latent_bridge.training.tuning import choose_index_type, search_limits, tune
+from latent_bridge.training.tuning import choose_index_type, search_limits, tune, tune_elsewhere
 
 QUERIES = 500
 DEFAULT_TARGET = 0.95
@@ -147,12 +148,23 @@ def _tuned(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, o
     return spec.model_copy(update={"search": tune(gallery, queries, source, options.target_recall)})
 
 
-def _pushed(staging: Path, manifest: Manifest, spec: GallerySpec, options: IndexOptions) -> GallerySpec:
-    """The gallery pushed into its Milvus collection; its spec then names the collection."""
-    assert options.milvus is not None
+def _pushed(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, options: IndexOptions) -> GallerySpec:
+    """The gallery pushed into its Milvus collection, its effort tuned there; its spec then names the collection."""
+    target = options.milvus
+    assert target is not None
     gallery = open_gallery(spec, staging, manifest, replay=False)
     progress = _progress(gallery.size, f"push {spec.modality} to Milvus", options.progress)
-    return push_gallery(gallery, manifest.name, options.milvus, progress)
+    pushed = push_gallery(gallery, manifest.name, target, progress)
+    assert pushed.milvus is not None
+    nlist = int(pushed.milvus.index_params.get("nlist", 1))
+    wide = pushed.model_copy(update={"search": search_limits(spec.index_type, nlist)})
+    link = MilvusLink(target.uri, target.token, target.timeout)
+    queries, source = _queries(parent, manifest, gallery, options)
+    try:
+        tuned = tune_elsewhere(MilvusGallery(wide, gallery.dim, link), gallery, queries, source, options.target_recall)
+    finally:
+        link.close()
+    return pushed.model_copy(update={"milvus": pushed.milvus.model_copy(update={"search": tuned})})
 
 
 def _rebuilt(
@@ -195,7 +207,7 @@ def _rebuilt(
         for name, spec in built.items():
             tuned = _tuned(staging, manifest, spec, parent_dir, options)
             if options.milvus is not None:
-                tuned = _pushed(staging, manifest, tuned, options)
+                tuned = _pushed(staging, manifest, tuned, parent_dir, options)
             manifest = manifest.model_copy(
                 update={"galleries": [tuned if g.modality == name else g for g in manifest.galleries]}
             )

@@ -13,7 +13,7 @@ import time
 import faiss
 import numpy as np
 from latent_bridge.service.gallery import Gallery
-from latent_bridge.service.gallery_backend import SearchOptions
+from latent_bridge.service.gallery_backend import GalleryBackend, SearchOptions
 from latent_bridge.service.manifest import GallerySearch, IndexType
 from latent_bridge.training.galleries import CHUNK_ROWS, HNSW_M, units
 
@@ -54,13 +54,13 @@ def exact_neighbours(vectors: np.ndarray, mean: np.ndarray, queries: np.ndarray,
     return heap.I
 
 
-def recall_at_k(gallery: Gallery, queries: np.ndarray, truth: list[set[str]], effort: int | None) -> float:
+def recall_at_k(gallery: GalleryBackend, queries: np.ndarray, truth: list[set[str]], effort: int | None) -> float:
     results = gallery.search(queries, K, SearchOptions(effort=effort))
     found = sum(len({h.id for h in hits} & expected) for hits, expected in zip(results, truth, strict=True))
     return found / max(1, sum(len(t) for t in truth))
 
 
-def latency_ms(gallery: Gallery, queries: np.ndarray, effort: int | None) -> tuple[float, float]:
+def latency_ms(gallery: GalleryBackend, queries: np.ndarray, effort: int | None) -> tuple[float, float]:
     times = []
     for row in queries[:LATENCY_QUERIES]:
         started = time.perf_counter()
@@ -80,7 +80,7 @@ def search_limits(index_type: IndexType, nlist: int) -> GallerySearch:
     return GallerySearch()
 
 
-def _sweep(gallery: Gallery, queries: np.ndarray, truth: list[set[str]], steps: tuple[int | None, ...],
+def _sweep(gallery: GalleryBackend, queries: np.ndarray, truth: list[set[str]], steps: tuple[int | None, ...],
            target: float) -> tuple[int | None, float]:
     """The smallest step whose recall reaches ``target``, or the last one, with its recall."""
     chosen, recall = steps[-1], 0.0
@@ -90,6 +90,32 @@ def _sweep(gallery: Gallery, queries: np.ndarray, truth: list[set[str]], steps: 
         if recall >= target:
             break
     return chosen, recall
+
+
+def exact_truth(gallery: Gallery, queries: np.ndarray) -> list[set[str]]:
+    """The ids of each query's exact top 10 over the gallery's raw rows."""
+    mean = gallery.mean if gallery.mean is not None else np.zeros(gallery.dim, np.float32)
+    assert gallery.vectors is not None
+    rows = exact_neighbours(gallery.vectors, mean, queries)
+    return [{h[0] for h in gallery.table.records([int(r) for r in row if r >= 0])} for row in rows]
+
+
+def tune_elsewhere(engine: GalleryBackend, exact: Gallery, queries: np.ndarray, source: str,
+                   target: float) -> GallerySearch:
+    """Tune the effort of another engine holding ``exact``'s rows (a Milvus collection, which trains its own
+    IVF lists) against exact search over the rows; ``engine.spec.search`` must be open wide."""
+    wide = engine.spec.search
+    if wide.parameter is None:
+        return wide
+    steps: tuple[int | None, ...] = EF_STEPS
+    if wide.parameter == "nprobe":
+        steps = tuple(s for s in NPROBE_STEPS if s <= (wide.limit or 1)) or (1,)
+    chosen, recall = _sweep(engine, queries, exact_truth(exact, queries), steps, target)
+    p50, p99 = latency_ms(engine, queries, chosen)
+    return wide.model_copy(update={
+        "value": chosen, "limit": wide.limit, "target_recall": target, "recall_at_10": round(recall, 4),
+        "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "queries": len(queries), "query_source": source,
+    })
 
 
 def tune(gallery: Gallery, queries: np.ndarray, source: str, target: float) -> GallerySearch:
@@ -102,10 +128,7 @@ def tune(gallery: Gallery, queries: np.ndarray, source: str, target: float) -> G
             update={"recall_at_10": 1.0, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
                     "queries": len(queries[:LATENCY_QUERIES]), "query_source": source}
         )
-    mean = gallery.mean if gallery.mean is not None else np.zeros(gallery.dim, np.float32)
-    assert gallery.vectors is not None
-    rows = exact_neighbours(gallery.vectors, mean, queries)
-    truth = [{h[0] for h in gallery.table.records([int(r) for r in row if r >= 0])} for row in rows]
+    truth = exact_truth(gallery, queries)
     steps: tuple[int | None, ...] = EF_STEPS
     if open_wide.parameter == "nprobe":
         steps = tuple(s for s in NPROBE_STEPS if s <= (open_wide.limit or 1)) or (1,)

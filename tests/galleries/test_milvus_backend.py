@@ -159,3 +159,23 @@ def test_milvus_away_gives_503_with_a_reason_never_a_hang_and_the_server_recover
             server.log_file.close()
     finally:
         milvus.kill()
+
+
+@pytest.mark.slow
+def test_index_to_milvus_tunes_the_effort_on_the_collection_itself(
+    trained: tuple[Path, Path], corpus: Path, milvus_lite: LiteServer, tmp_path: Path
+) -> None:
+    """Milvus trains its own IVF lists, so FAISS's nprobe does not carry over: `index --backend milvus`
+    sweeps the effort against the collection, records it in the manifest, and the backend searches with it."""
+    from latent_bridge.training.indexing import IndexOptions, index_corpora
+
+    target = MilvusTarget(milvus_lite.uri, prefix=f"ivf_{os.getpid()}_")
+    options = IndexOptions(index_type="ivf", progress=False, milvus=target)
+    manifest = index_corpora(trained[1], {"c": corpus}, tmp_path / "ivf-in-milvus", options)
+    spec = next(g for g in manifest.galleries if g.modality == "c")
+    assert spec.milvus is not None and spec.milvus.index_type == "IVF_FLAT"
+    tuned = spec.milvus.search
+    assert tuned is not None and tuned.parameter == "nprobe" and tuned.value is not None
+    assert tuned.recall_at_10 is not None and tuned.recall_at_10 >= options.target_recall
+    served = MilvusGallery(spec, 16, MilvusLink(milvus_lite.uri, None, 30.0))  # c is 16-d
+    assert served.spec.search == tuned
