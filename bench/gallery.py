@@ -198,6 +198,9 @@ def run_type(
     milvus = args.milvus_uri if args.backend == "milvus" else None
     if milvus is not None:
         result["recall"] = milvus_recall(bundle, gen, rows, held_out[: args.queries], milvus)
+        tuned = spec.milvus.search if spec.milvus is not None else None
+        if tuned is not None and tuned.parameter:  # the effort tuned on the collection, which it searches with
+            result["effort"] = f"{tuned.parameter}={tuned.value} (FAISS: {result['effort']})"
     result["inproc_p50"], result["inproc_p99"] = in_process(bundle, held_out[: args.queries], milvus)
     launched = time.perf_counter()
     env = {"LATENT_BRIDGE_ADMIN_KEY": KEY, "LATENT_BRIDGE_ACCESS_LOG": "false"}
