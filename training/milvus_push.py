@@ -3,7 +3,8 @@
 The rows come from the gallery the bundle just wrote, opened through the service's own ``Gallery``: its ids,
 samples, payload and raw rows, centred and normalised by the same mean, so Milvus' inner products are the
 centred cosines FAISS serves. The index type follows the FAISS gallery's (flat → FLAT, hnsw → HNSW with the
-same M, ivf and ivf-pq → IVF_FLAT with the same number of lists); the tuned search effort carries over.
+same M, ivf and ivf-pq → IVF_FLAT with the same number of lists); the search effort is tuned on the
+collection afterwards (``indexing``), since Milvus trains its own lists.
 An existing collection of the same name is dropped first: it belongs to the bundle being rebuilt.
 """
 
