@@ -49,6 +49,9 @@ RECONNECT_PAUSE = 1.0  # after a failed connect, calls fail fast with its reason
 FIELDS = ["id", "sample", "payload"]
 MAX_ID_LENGTH = 512
 SEARCH_PARAMETER = {"efSearch": "ef", "nprobe": "nprobe"}
+# pymilvus pings idle connections every 10 s; gRPC servers allow one ping per 5 minutes by default and answer
+# more with GOAWAY "too many pings", which dropped milvus-lite connections mid-test. Ping as servers allow.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
 def _client_class() -> Any:
@@ -82,7 +85,9 @@ class MilvusLink:
             if self._failed is not None and time.monotonic() - self._failed[0] < RECONNECT_PAUSE:
                 raise self._unavailable(self._failed[1])
             try:
-                self._client = _client_class()(uri=self.uri, token=self.token or "", timeout=self.timeout)
+                self._client = _client_class()(
+                    uri=self.uri, token=self.token or "", timeout=self.timeout, grpc_options=GRPC_OPTIONS
+                )
             except ServiceError:
                 raise
             except Exception as exc:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.manifest import GallerySpec, MilvusCollection, MilvusIndexType
+from latent_bridge.service.milvus_gallery import GRPC_OPTIONS
 from latent_bridge.training.galleries import HNSW_EF_CONSTRUCTION, HNSW_M, GalleryDataError
 
 BATCH = 2000
@@ -53,7 +54,7 @@ def _client(target: MilvusTarget) -> Any:
     except ImportError as exc:
         raise GalleryDataError("--backend milvus needs pymilvus: pip install 'latent-bridge[milvus]'") from exc
     try:
-        return MilvusClient(uri=target.uri, token=target.token or "", timeout=target.timeout)
+        return MilvusClient(uri=target.uri, token=target.token or "", timeout=target.timeout, grpc_options=GRPC_OPTIONS)
     except Exception as exc:  # pymilvus raises its own types for an unreachable server
         raise GalleryDataError(f"Milvus at {target.uri} is unreachable: {exc}") from exc
 
