@@ -36,7 +36,9 @@ from latent_bridge.service.gallery_backend import (
     SearchOptions,
     WriteResult,
     centred_units,
+    payload_per_id,
     search_effort,
+    unknown_column,
 )
 from latent_bridge.service.gallery_table import GalleryTable, Where, jsonable, open_table
 from latent_bridge.service.manifest import BundleError, GallerySpec, Manifest
@@ -422,19 +424,12 @@ class Gallery:
     # -- writes ------------------------------------------------------------------------------------
 
     def _check_payload(self, n: int, payload: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-        if payload is None:
-            return [{} for _ in range(n)]
-        if len(payload) != n:
-            raise InvalidWrite(f"{len(payload)} payload objects for {n} ids; give one per id (or none)")
+        payload = payload_per_id(n, payload)
         columns = sorted({c for p in payload for c in p})
         for column in columns:
             kind = self.table.payload_types.get(column)
             if kind is None:
-                raise UnknownPayloadColumn(
-                    f"the {self.modality!r} gallery has no payload column {column!r}; "
-                    f"columns: {self.payload_columns()}",
-                    columns=self.payload_columns(),
-                )
+                raise unknown_column(self.modality, column, self.payload_columns())
             try:
                 pa.array([p.get(column) for p in payload], type=kind)
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:

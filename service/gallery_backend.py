@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from latent_bridge.service.errors import EffortOutOfRange
+from latent_bridge.service.errors import EffortOutOfRange, InvalidWrite, UnknownPayloadColumn
 from latent_bridge.service.gallery_table import Where
 from latent_bridge.service.manifest import GallerySpec
 
@@ -52,6 +52,22 @@ def centred_units(x: Matrix, mean: Matrix | None) -> Matrix:
     norms[norms == 0] = 1.0
     out: Matrix = np.ascontiguousarray(y / norms, dtype=np.float32)
     return out
+
+
+def payload_per_id(n: int, payload: Sequence[Mapping[str, Any]] | None) -> Sequence[Mapping[str, Any]]:
+    """One payload object per written id (empty ones when none is given); ``InvalidWrite`` otherwise."""
+    if payload is None:
+        return [{} for _ in range(n)]
+    if len(payload) != n:
+        raise InvalidWrite(f"{len(payload)} payload objects for {n} ids; give one per id (or none)")
+    return payload
+
+
+def unknown_column(modality: str, column: str, columns: list[str]) -> UnknownPayloadColumn:
+    """The error for a payload column the gallery does not have, naming those it has."""
+    return UnknownPayloadColumn(
+        f"the {modality!r} gallery has no payload column {column!r}; columns: {columns}", columns=columns
+    )
 
 
 def search_effort(spec: GallerySpec, effort: int | None) -> int | None:

@@ -36,7 +36,9 @@ from latent_bridge.service.gallery_backend import (
     SearchOptions,
     WriteResult,
     centred_units,
+    payload_per_id,
     search_effort,
+    unknown_column,
 )
 from latent_bridge.service.gallery_table import Where, WhereValue, jsonable
 from latent_bridge.service.manifest import GallerySpec
@@ -322,18 +324,11 @@ class MilvusGallery:
     # -- writes ------------------------------------------------------------------------------------
 
     def _check_payload(self, n: int, payload: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-        if payload is None:
-            return [{} for _ in range(n)]
-        if len(payload) != n:
-            raise InvalidWrite(f"{len(payload)} payload objects for {n} ids; give one per id (or none)")
+        payload = payload_per_id(n, payload)
         for p in payload:
             for column, value in p.items():
                 if column not in self.payload_columns():
-                    raise UnknownPayloadColumn(
-                        f"the {self.modality!r} gallery has no payload column {column!r}; "
-                        f"columns: {self.payload_columns()}",
-                        columns=self.payload_columns(),
-                    )
+                    raise unknown_column(self.modality, column, self.payload_columns())
                 if value is not None and not isinstance(value, str | int | float | bool):
                     raise InvalidWrite(f"payload column {column!r} holds scalars, got {type(value).__name__}")
         return [{c: jsonable(v) for c, v in p.items() if v is not None} for p in payload]
