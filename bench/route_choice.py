@@ -1,15 +1,16 @@
 """Routing criterion check: is the route each fidelity criterion picks the one with the best held-out R@1,
 and where it is not, is the difference larger than the hold-out's own noise?
 
-For each seed, the demo bundle (image↔text, audio↔text) is trained with ``--holdout 0.2`` and a direct
-audio↔image edge is grown in (same hold-out), so every directed pair has a direct and a two-hop route.
+For each seed, the dataset's bundle (demo: image↔text, audio↔text; the suite's emoji: image↔English,
+English↔German) is trained with ``--holdout 0.2`` and the missing direct edge (audio↔image;
+image↔German) is grown in (same hold-out), so every directed pair has a direct and a two-hop route.
 Each route is scored on the held-out samples through the server's code. Routes are picked twice per
 criterion: on the manifest's metrics (with a hold-out these are measured on the very samples the check
 scores) and on the cross-validated metrics of the chosen kind (what a bundle trained without
 ``--holdout`` routes on, and independent of the hold-out). For every pick that is not the best route, a
 paired bootstrap over held-out samples gives the 90% interval of the R@1 it loses.
 
-    python bench/route_choice.py [--seeds 0 1 2] [--out reports/route_choice]
+    python bench/route_choice.py [--dataset demo|emoji] [--seeds 0 1 2] [--out reports/route_choice]
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from latent_bridge.training.report import route_runner
 from latent_bridge.training.train import train
 from threadpoolctl import threadpool_limits
 
-DATA = Path("data/demo")
 HOLDOUT = 0.2
+# per dataset: where its rows are, the edges trained, and the direct edge grown in afterwards
+DATASETS: dict[str, tuple[Path, list[tuple[str, str]], tuple[str, str]]] = {
+    "demo": (Path("data/demo"), [("image", "text"), ("audio", "text")], ("audio", "image")),
+    "emoji": (Path("data/suite/emoji"), [("image", "text_en"), ("text_en", "text_de")], ("image", "text_de")),
+}
 CRITERIA = ("mrr", "r1", "cosine", "cycle_cosine")
 
 
@@ -64,13 +69,13 @@ def bootstrap_loss(q: np.ndarray, best: np.ndarray, picked: np.ndarray, seed: in
     return [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
 
 
-def run_seed(seed: int, work: Path) -> list[dict[str, object]]:
-    parent, full = work / f"demo-{seed}", work / f"demo-{seed}-direct"
-    train(TrainConfig(data=DATA, out=parent, seed=seed, edges=[("image", "text"), ("audio", "text")],
-                      holdout=HOLDOUT, progress=False))
-    add_edge(parent, DATA, ("audio", "image"), TrainConfig(data=DATA, out=full, seed=seed, progress=False))
+def run_seed(dataset: str, seed: int, work: Path) -> list[dict[str, object]]:
+    where, edges, direct = DATASETS[dataset]
+    parent, full = work / f"{dataset}-{seed}", work / f"{dataset}-{seed}-direct"
+    train(TrainConfig(data=where, out=parent, seed=seed, edges=edges, holdout=HOLDOUT, progress=False))
+    add_edge(parent, where, direct, TrainConfig(data=where, out=full, seed=seed, progress=False))
     served = load_bundle(full)
-    data = load_dataset(DATA)
+    data = load_dataset(where)
     _, test = holdout_split(set().union(*(set(d.samples.tolist()) for d in data.values())), seed, HOLDOUT)
     graphs = {"test": served.manifest, "cv": cross_validated(served.manifest)}
     found = []
@@ -114,6 +119,7 @@ def summary(runs: dict[int, list[dict[str, object]]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=list(DATASETS), default="demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("reports/route_choice"))
     args = parser.parse_args()
@@ -121,7 +127,7 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            runs[seed] = run_seed(seed, Path(tmp))
+            runs[seed] = run_seed(args.dataset, seed, Path(tmp))
             (args.out / f"seed{seed}.json").write_text(json.dumps(runs[seed], indent=2) + "\n")
             print(f"seed {seed} done", flush=True)
     text = summary(runs)

@@ -224,7 +224,8 @@ def _open_pivots(bundle_dir: Path, manifest: Manifest) -> dict[tuple[str, str], 
         spec = GallerySpec(
             modality=p.pivot, index_file=p.index_file, index_sha256=p.index_sha256, ids_file=base.ids_file,
             ids_sha256=base.ids_sha256, size=p.size, vectors_file=p.vectors_file, vectors_sha256=p.vectors_sha256,
-            lookup_file=base.lookup_file, lookup_sha256=base.lookup_sha256,
+            lookup_file=base.lookup_file, lookup_sha256=base.lookup_sha256, index_type=p.index_type,
+            search=p.search,
         )
         pivots[p.modality, p.pivot] = open_gallery(spec, bundle_dir, manifest, replay=False)
     return pivots

@@ -235,6 +235,11 @@ class PivotGallerySpec(_Strict):
     items_sha256: str = Field(
         pattern=r"^[0-9a-f]{64}$", description="sha256 of the mirrored gallery's id table it was built from."
     )
+    index_type: IndexType = Field(default="flat", description="The mirrored gallery's index type.")
+    search: GallerySearch = Field(
+        default_factory=GallerySearch,
+        description="The mirrored gallery's search effort, carried over (not measured on this index).",
+    )
 
     def files(self) -> list[tuple[str, str]]:
         return [(self.index_file, self.index_sha256), (self.vectors_file, self.vectors_sha256)]
@@ -254,7 +259,10 @@ class RouteStrategySpec(_Strict):
     source: str
     target: str
     path: list[str] = Field(description="The route the choice was made for; another path is chained.")
-    pivot: str = Field(description="The modality before the target on the path, where `pivot` searches.")
+    pivot: str = Field(
+        description="The modality before the target on the path, where `pivot` searches (for a direct edge, the "
+        "source: the target's items are searched in the query's own space)."
+    )
     strategy: RetrievalStrategy
     scores: dict[str, StrategyScore] = Field(
         default_factory=dict, description="Cross-validated retrieval of every strategy tried."
@@ -425,7 +433,7 @@ class Manifest(_Strict):
             if len(p.path) < 2 or p.path[0] != p.modality or p.path[-1] != p.pivot:
                 raise ValueError(f"pivot gallery {p.modality}→{p.pivot}: path {p.path} must run from one to the other")
         for r in self.routes:
-            if len(r.path) < 3 or r.path[0] != r.source or r.path[-1] != r.target or r.path[-2] != r.pivot:
+            if len(r.path) < 2 or r.path[0] != r.source or r.path[-1] != r.target or r.path[-2] != r.pivot:
                 raise ValueError(f"route {r.source}→{r.target}: path {r.path} must run from source through pivot "
                                  "to target")
 

@@ -150,9 +150,10 @@ class RouteInfo(BaseModel):
 
 
 STRATEGY_DOC = (
-    "How a routed retrieval searches: `chain` (the query translated into the target space), `pivot` (the "
-    "query translated to the modality before the target, searched among the target items translated there "
-    "at bundle time) or `fused` (both, ranked by the mean score). Default: the route's cross-validated choice."
+    "How a retrieval searches: `chain` (the query translated into the target space), `pivot` (the query "
+    "translated to the modality before the target, or left in its own space on a direct edge, and searched "
+    "among the target items translated there at bundle time) or `fused` (both, ranked by the mean score). "
+    "Default: the route's cross-validated choice."
 )
 
 

@@ -3,7 +3,9 @@
 For a route from → … → pivot → to, ``chain`` translates the query all the way and searches the target
 gallery; ``pivot`` translates the query only to the pivot and searches the target's items translated into
 the pivot's space once, at bundle time (a pivot gallery, ``training/pivots.py``); ``fused`` searches both
-and ranks the union of the two candidate pools by the mean of the two centred cosines. Training chooses
+and ranks the union of the two candidate pools by the mean of the two centred cosines. On a direct edge
+from → to the pivot is ``from`` itself: the query is searched untranslated among the target's items
+translated by the reverse edge. Training chooses
 per route on cross-validated R@1 (``Manifest.routes``); a request may pin one.
 
 Pivot galleries hold the bundle's items only. Once the target gallery has run-time writes (items written,
@@ -50,8 +52,8 @@ def pivot_unavailable(
     route: Route, pivots: Mapping[tuple[str, str], GalleryBackend], target: GalleryBackend
 ) -> str | None:
     """Why ``route`` cannot search in a pivot's space, or None when it can."""
-    if len(route.path) < 3:
-        return "a one-hop route has no pivot"
+    if len(route.path) < 2:
+        return "a search within one modality has no pivot"
     to, pivot = route.path[-1], route.path[-2]
     if (to, pivot) not in pivots:
         return f"the bundle has no pivot gallery of {to!r} items in {pivot!r} space"

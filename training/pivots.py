@@ -2,10 +2,13 @@
 
 For a route from → … → pivot → to, retrieval can chain the query into the target space, search in the
 pivot's space (the query to the pivot, the target's items translated to the pivot by the edge to → pivot)
-or fuse both (``service/strategy.py``). The choice is made per route on cross-validated R@1: the same
-folds as selection, each scored with the translators that fold fitted (never the shipped ones, never a
-test split). Pivot galleries are the target gallery's raw rows translated by the shipped edge, written
-beside the gallery as an exact index with the same centring as every gallery.
+or fuse both (``service/strategy.py``). A direct edge from → to is a route whose pivot is the query's own
+modality: its items are translated into the query's space by the reverse edge, and the query is searched
+there untranslated (where the reverse translator is the better one, this beats chaining). The choice
+is made per route on cross-validated R@1: the same folds as selection, each scored with the translators
+that fold fitted (never the shipped ones, never a test split). Pivot galleries are the target gallery's
+raw rows translated by the shipped edge, written beside the gallery as an index of its type with the
+same centring as every gallery.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from latent_bridge.service.errors import NoRoute
 from latent_bridge.service.gallery import Gallery
 from latent_bridge.service.manifest import (
     STRATEGIES,
+    GallerySearch,
     PivotGallerySpec,
     RetrievalStrategy,
     RouteStrategySpec,
@@ -179,8 +183,9 @@ class RouteChoice:
 
 def choose_strategies(bundle: Bundle, data: Mapping[str, ModalityData], folds: list[Fold],
                       maps: FoldMaps, usable: frozenset[str]) -> list[RouteChoice]:
-    """A strategy for every routed pair of modalities whose hops (and pivot edge) have fold translators;
-    CSLS, where chosen, ships with a bank of the source's usable rows."""
+    """A strategy for every pair of modalities, direct or routed, whose hops and pivot edge (for a direct
+    edge, its reverse) have fold translators; CSLS, where chosen, ships with a bank of the source's usable
+    rows."""
     found = []
     for src in sorted(data):
         for dst in sorted(set(data) & set(bundle.galleries)):
@@ -191,7 +196,7 @@ def choose_strategies(bundle: Bundle, data: Mapping[str, ModalityData], folds: l
             except NoRoute:
                 continue
             hops = [*zip(path, path[1:], strict=False), (path[-1], path[-2])]
-            if len(path) < 3 or any(h not in maps for h in hops):
+            if any(h not in maps for h in hops):
                 continue
             chosen = choose(path, data, folds, fold_runs(maps, len(folds)))
             if chosen is not None:
@@ -217,7 +222,8 @@ def with_hubness(staging: Path, bundle: Bundle, choice: RouteChoice) -> RouteStr
 
 def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str) -> PivotGallerySpec:
     """``modality``'s gallery translated by the shipped edge ``modality`` → ``pivot``, with the service's
-    code, written as an exact index beside it."""
+    code, written beside it as an index of the gallery's own type, searched with its effort (a large HNSW
+    gallery gets an HNSW pivot gallery, not an exact scan)."""
     gallery = bundle.galleries[modality]
     assert isinstance(gallery, Gallery) and gallery.vectors is not None, "training's galleries: FAISS, raw rows kept"
     route = bundle.graph.along([modality, pivot], modality, pivot)
@@ -229,13 +235,15 @@ def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str
         rows = np.ascontiguousarray(gallery.vectors[start : start + CHUNK_ROWS], dtype=np.float32)
         out[start : start + len(rows)] = run_route(bundle.translators, route, rows, bundle.l2_inputs)
     out.flush()
-    index = index_with_mean(out, out.mean(axis=0, dtype=np.float64).astype(np.float32), "flat")
+    spec = next(g for g in bundle.manifest.galleries if g.modality == modality)
+    index = index_with_mean(out, out.mean(axis=0, dtype=np.float64).astype(np.float32), spec.index_type)
     faiss.write_index(index, str(staging / files["index"]))
     del out, index
-    spec = next(g for g in bundle.manifest.galleries if g.modality == modality)
+    effort = spec.search.model_dump(include={"parameter", "value", "limit", "rerank"})
     return PivotGallerySpec(
         modality=modality, pivot=pivot, path=[modality, pivot],
         index_file=files["index"], index_sha256=sha256_file(staging / files["index"]),
         vectors_file=files["vectors"], vectors_sha256=sha256_file(staging / files["vectors"]),
-        size=gallery.size, items_sha256=spec.ids_sha256,
+        size=gallery.size, items_sha256=spec.ids_sha256, index_type=spec.index_type,
+        search=GallerySearch(**effort),
     )

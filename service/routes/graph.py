@@ -72,7 +72,7 @@ def strategy_info(bundle: Bundle, route: Route) -> StrategyInfo:
         chosen=chosen.strategy if chosen else None,
         pivot=route.path[-2] if reason is None else None,
         available=["chain"] if reason is not None else ["chain", "pivot", "fused"],
-        note=how.note or (reason if len(route.path) > 2 else None),
+        note=how.note or (reason if len(route.path) > 1 else None),
         hubness=chosen.hubness if chosen else "none",
         scores=scores,
     )

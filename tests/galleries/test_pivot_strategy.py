@@ -1,6 +1,7 @@
 """Pivot-space retrieval over a real server: a route reports its cross-validated strategy, a request may pin
-chain, pivot or fused, and once the target gallery has run-time writes the pivot gallery (which holds the
-bundle's items only) is reported unavailable: unpinned requests chain and say why, pinned ones are refused."""
+chain, pivot or fused (on a direct edge the pivot is the query's own space), and once the target gallery
+has run-time writes the pivot gallery (which holds the bundle's items only) is reported unavailable:
+unpinned requests chain and say why, pinned ones are refused."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 from gallerycorpus import API_KEY
+from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.manifest import STRATEGIES, read_manifest
 from latent_bridge.service.strategy import fuse, reduce_hubness
+from latent_bridge.service.translate import run_route
+from latent_bridge.training.evaluate import centred_unit
 from latent_bridge.training.pivots import VARIANTS
 from serverprocess import running_server
 
@@ -72,3 +76,43 @@ def test_route_reports_and_requests_pin_the_strategy_until_writes_make_pivot_una
             refused = retrieve(client, strategy)
             assert refused.status_code == 409 and refused.json()["type"].endswith("strategy-unavailable"), refused.text
         assert retrieve(client, "chain").json()["strategy"] == "chain"
+
+
+
+def expected_in_query_space(bundle_dir: Path, query: str) -> dict[str, float]:
+    """The score of every c item for b item ``query`` searched in b's space, computed here with numpy: the
+    items translated by the edge c → b, the query untranslated, both centred by the items' mean, CSLS-adjusted
+    where the route chose it."""
+    bundle = load_bundle(bundle_dir)
+    items = run_route(bundle.translators, bundle.graph.along(["c", "b"], "c", "b"),
+                      np.asarray(bundle.galleries["c"].vectors, np.float32), bundle.l2_inputs)
+    q = bundle.galleries["b"].vectors_of([query])
+    scores = centred_unit(items, items.mean(axis=0)) @ centred_unit(q, items.mean(axis=0))[0]
+    means = bundle.hubness.get(("b", "c"))
+    adjusted = scores - ((means - means.mean()) / 2 if means is not None else 0.0)
+    ids = [r[0] for r in bundle.galleries["c"].table.records(list(range(len(items))))]
+    return dict(zip(ids, adjusted.tolist(), strict=True))
+
+
+def test_direct_edge_searches_the_target_items_in_the_query_space(writable: Path) -> None:
+    manifest = read_manifest(writable)
+    direct = {(r.source, r.target): r for r in manifest.routes if len(r.path) == 2}
+    assert set(direct) == {("a", "b"), ("b", "a"), ("b", "c"), ("c", "b")}
+    assert all(r.pivot == r.source and set(r.scores) == set(VARIANTS) for r in direct.values())
+    (mirror,) = [p for p in manifest.pivot_galleries if (p.modality, p.pivot) == ("c", "b")]
+    assert mirror.index_type == "hnsw" and mirror.search.value is not None  # c's 6,000 items: not a flat scan
+    with running_server(writable) as server, httpx.Client(base_url=server.base) as client:
+        route = client.get("/route", params={"from": "b", "to": "c"}).json()["strategy"]
+        assert route["pivot"] == "b" and route["available"] == list(STRATEGIES)
+        assert route["chosen"] == direct["b", "c"].strategy
+        body = {"from": "b", "to": "c", "ids": ["b-3", "b-17", "b-40"], "k": 5, "strategy": "pivot"}
+        found = client.post("/retrieve", json=body)
+        assert found.status_code == 200, found.text
+        assert (found.json()["strategy"], found.json()["pivot"]) == ("pivot", "b")
+    for result in found.json()["results"]:
+        want = expected_in_query_space(writable, result["query"])
+        best = sorted(want, key=lambda item: -want[item])[:5]
+        hits = {h["id"]: h["score"] for h in result["hits"]}
+        assert np.allclose(list(hits.values()), [want[item] for item in hits], atol=1e-4)
+        assert len(set(hits) & set(best)) >= 4  # HNSW: approximate, but close to the exact top 5
+        assert result["hits"][0]["id"] == "doc-" + result["query"].split("-", 1)[1]  # its partner
