@@ -300,7 +300,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-type", dest="index_type", choices=["flat", "ivf", "hnsw"], default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     parser.add_argument("--no-pivots", dest="pivots", action="store_const", const=False, default=None,
-                        help="chain every routed retrieval: no per-route strategy choice, no pivot galleries")
+                        help="chain every retrieval: no per-edge or per-route strategy choice, no pivot galleries")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", default=None,
                         help="train the MLP in float32 throughout (default: bfloat16 steps where the CPU has them)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -252,9 +252,9 @@ class StrategyScore(_Strict):
 
 
 class RouteStrategySpec(_Strict):
-    """How a routed retrieval ``source`` → … → ``target`` searches: chained into the target space, in the
-    pivot's space (the query to the pivot, the items translated there at bundle time) or both fused; chosen
-    by cross-validated R@1 on the selection folds, never on a test split."""
+    """How a retrieval ``source`` → … → ``target`` (an edge or a route) searches: chained into the target
+    space, in the pivot's space (the query to the pivot, the items translated there at bundle time) or both
+    fused; chosen by cross-validated R@1 on the selection folds, never on a test split."""
 
     source: str
     target: str
@@ -399,7 +399,8 @@ class Manifest(_Strict):
         default_factory=list, description="Galleries translated into a pivot's space, for pivot retrieval."
     )
     routes: list[RouteStrategySpec] = Field(
-        default_factory=list, description="Per routed pair of modalities, the retrieval strategy chosen."
+        default_factory=list,
+        description="Per pair of modalities (an edge or a route), the retrieval strategy chosen.",
     )
 
     @model_validator(mode="after")
