@@ -58,7 +58,10 @@ def pivot_unavailable(
     if (to, pivot) not in pivots:
         return f"the bundle has no pivot gallery of {to!r} items in {pivot!r} space"
     health = target.health()
-    if health.get("backend") != "faiss" or health.get("written", 0) or health.get("removed", 0):
+    if health.get("backend") != "faiss":
+        return (f"the {to!r} gallery is served by {health.get('backend')!r}; pivot galleries are in-process FAISS "
+                "indexes of the bundle's items, so the query is chained")
+    if health.get("written", 0) or health.get("removed", 0):
         return (f"the {to!r} gallery has changed since the bundle was built (run-time writes); its pivot "
                 "gallery holds the bundle's items only, so the query is chained")
     return None

@@ -39,6 +39,10 @@ def test_the_corpus_gallery_is_served_and_searched_with_payload(served: Served) 
         body = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 3}).json()
         top = body["results"][0]["hits"][0]
         assert top["id"] == "doc-17" and top["payload"] == {"title": "doc 17", "shelf": "train"}
+        if served[1]:  # Milvus: pivot galleries are in-process FAISS, so every search chains and says why
+            route = client.get("/route", params={"from": "a", "to": "c"}).json()["strategy"]
+            assert body["strategy"] == route["strategy"] == "chain" and route["available"] == ["chain"]
+            assert "served by 'milvus'" in route["note"]
         gallery = client.get("/galleries/c").json()
         assert gallery["size"] == gallery["count"] == CORPUS_ROWS
         assert gallery["payload"] == ["shelf", "title"]
