@@ -1,12 +1,12 @@
-"""Routed retrieval strategies: chain the query into the target space, search in a pivot's space, or fuse.
+"""Retrieval strategies: chain the query into the target space, search in a pivot's space, or fuse both.
 
 For a route from → … → pivot → to, ``chain`` translates the query all the way and searches the target
 gallery; ``pivot`` translates the query only to the pivot and searches the target's items translated into
 the pivot's space once, at bundle time (a pivot gallery, ``training/pivots.py``); ``fused`` searches both
 and ranks the union of the two candidate pools by the mean of the two centred cosines. On a direct edge
 from → to the pivot is ``from`` itself: the query is searched untranslated among the target's items
-translated by the reverse edge. Training chooses
-per route on cross-validated R@1 (``Manifest.routes``); a request may pin one.
+translated by the reverse edge. Training chooses per edge and route on cross-validated R@1
+(``Manifest.routes``); a request may pin one.
 
 Pivot galleries hold the bundle's items only. Once the target gallery has run-time writes (items written,
 replaced or deleted), they no longer mirror it: the route then falls back to ``chain`` and says so, and a

@@ -211,11 +211,12 @@ def _rebuilt(
             manifest = manifest.model_copy(
                 update={"galleries": [tuned if g.modality == name else g for g in manifest.galleries]}
             )
-        manifest = _pivots_rebuilt(staging, parent_dir, manifest, set(new_rows))
+        manifest = _pivots_rebuilt(staging, parent_dir, manifest, set(new_rows), options.progress)
     return manifest
 
 
-def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt: set[str]) -> Manifest:
+def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt: set[str],
+                    progress: bool = False) -> Manifest:
     """Write the manifest with pivot galleries that mirror the new galleries: those of kept galleries are
     copied, those of rebuilt ones translated again from the new items. A rebuilt gallery's routes lose
     their CSLS term (its bank, the training queries, is not at hand here)."""
@@ -233,7 +234,9 @@ def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt
     if not stale:
         return manifest
     bundle = load_bundle(staging)
-    pivots = kept + [build_pivot_gallery(staging, bundle, p.modality, p.pivot) for p in stale]
+    pivots = kept + [build_pivot_gallery(staging, bundle, p.modality, p.pivot,
+                                         _progress(p.size, f"index {p.modality} in {p.pivot} space", progress))
+                     for p in stale]
     manifest = Manifest.model_validate(manifest.model_copy(update={"pivot_galleries": pivots}).model_dump())
     write_manifest(manifest, staging)
     return manifest

@@ -220,7 +220,8 @@ def with_hubness(staging: Path, bundle: Bundle, choice: RouteChoice) -> RouteStr
                                     "hubness_sha256": sha256_file(staging / file)})
 
 
-def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str) -> PivotGallerySpec:
+def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str,
+                        progress: Callable[[int], None] | None = None) -> PivotGallerySpec:
     """``modality``'s gallery translated by the shipped edge ``modality`` → ``pivot``, with the service's
     code, written beside it as an index of the gallery's own type, searched with its effort (a large HNSW
     gallery gets an HNSW pivot gallery, not an exact scan)."""
@@ -236,7 +237,7 @@ def build_pivot_gallery(staging: Path, bundle: Bundle, modality: str, pivot: str
         out[start : start + len(rows)] = run_route(bundle.translators, route, rows, bundle.l2_inputs)
     out.flush()
     spec = next(g for g in bundle.manifest.galleries if g.modality == modality)
-    index = index_with_mean(out, out.mean(axis=0, dtype=np.float64).astype(np.float32), spec.index_type)
+    index = index_with_mean(out, out.mean(axis=0, dtype=np.float64).astype(np.float32), spec.index_type, progress)
     faiss.write_index(index, str(staging / files["index"]))
     del out, index
     effort = spec.search.model_dump(include={"parameter", "value", "limit", "rerank"})
