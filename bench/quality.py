@@ -311,8 +311,10 @@ def suite_table(name: str, runs: list[dict[str, object]]) -> str:
     edges, routes = runs[0]["edges"], runs[0]["routes"]
     assert isinstance(edges, dict) and isinstance(routes, dict)
     header = " | ".join(BASELINES) + " | best baseline | chosen − best R@1 | holds | MLP (cv) | best linear (cv) |"
-    lines = [f"### {name}", "", f"Held-out R@1 / R@10, mean ± std over seeds {[r['seed'] for r in runs]}.", "",
-             "| edge | chosen kind | chosen | " + header, "|---|---|---|" + "---|" * (len(BASELINES) + 5)]
+    lines = [f"### {name}", "", f"Held-out R@1 / R@10, mean ± std over seeds {[r['seed'] for r in runs]}. `chosen` "
+             "is retrieval as served (the search chosen per seed in brackets), `translator` the chosen kind alone.",
+             "", "| edge | chosen kind | chosen | translator | " + header,
+             "|---|---|---|---|" + "---|" * (len(BASELINES) + 5)]
     for key in edges:
         rows = [r["edges"][key] for r in runs]  # type: ignore[index]
         base = [row["baselines"] for row in rows]
@@ -326,20 +328,23 @@ def suite_table(name: str, runs: list[dict[str, object]]) -> str:
         kinds = ", ".join(sorted({row["kind"] for row in rows}))
         lines.append(f"| {key.replace('__', ' → ')} | {kinds} ({searches(rows)}) | "
                      f"{r1_r10([row['bundle'] for row in rows])} | "
+                     f"{r1_r10([row.get('translator', row['bundle']) for row in rows])} | "
                      + " | ".join(cells) + f" | {best} | {ms(diff)} | {'yes' if holds else '**no**'} | {mlp} | "
                      f"{linear} {ms([c[linear]['r1'] for c in cv])} |")
     if routes:
-        lines += ["", "| query | bundle route | routed | best direct baseline (same training pairs) | routed / "
-                  "direct R@1 |", "|---|---|---|---|---|"]
+        lines += ["", "| query | bundle route | routed, chained | routed, as served | best direct baseline (same "
+                  "training pairs) | chained / direct R@1 | served / direct R@1 |", "|---|---|---|---|---|---|---|"]
         for key in routes:
             rows = [r["routes"][key] for r in runs]  # type: ignore[index]
             direct = [row["direct"] for row in rows]
             best = best_baseline(direct)
-            ratio = statistics.mean(x["routed"]["r1"] for x in rows) / max(
-                1e-9, statistics.mean(d[best]["r1"] for d in direct))
+            served = [x["strategies"][x["chosen"]] if "strategies" in x else x["routed"] for x in rows]
+            top = max(1e-9, statistics.mean(d[best]["r1"] for d in direct))
             lines.append(f"| {key.replace('__', ' → ')} | {' → '.join(rows[0]['path'])} | "
-                         f"{r1_r10([x['routed'] for x in rows])} | {best} {r1_r10([d[best] for d in direct])} | "
-                         f"{ratio:.2f}× |")
+                         f"{r1_r10([x['routed'] for x in rows])} | {r1_r10(served)} ({searches(rows)}) | "
+                         f"{best} {r1_r10([d[best] for d in direct])} | "
+                         f"{statistics.mean(x['routed']['r1'] for x in rows) / top:.2f}× | "
+                         f"{statistics.mean(s['r1'] for s in served) / top:.2f}× |")
     secs = [float(r["train_seconds"]) for r in runs]  # type: ignore[arg-type]
     cpus = [float(r["train_cpu_seconds"]) for r in runs]  # type: ignore[arg-type]
     loads = [float(r["load_before"]) for r in runs]  # type: ignore[arg-type]
