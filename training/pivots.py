@@ -32,7 +32,7 @@ from latent_bridge.service.manifest import (
     hubness_file,
     pivot_files,
 )
-from latent_bridge.service.strategy import POOL, fuse, reduce_hubness
+from latent_bridge.service.strategy import POOL
 from latent_bridge.service.translate import run_route
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import Fold
@@ -74,25 +74,31 @@ def neighbourhood_means(items: np.ndarray, bank: np.ndarray, k: int = CSLS_K) ->
     return np.concatenate(found).astype(np.float32)
 
 
-def _pools(scores: np.ndarray, means: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
-    """Per query, the ``POOL`` best items by cosine, as the server fetches them, CSLS-adjusted by ``means``."""
+def pooled(scores: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
+    """Per query, the ``POOL`` best items by cosine, as the server fetches them, CSLS-adjusted by ``means``
+    as ``reduce_hubness`` does; every other item -inf (not fetched)."""
     pool = min(POOL, scores.shape[1])
-    found = []
-    for row in scores:
-        top = [(int(i), float(row[i])) for i in np.argsort(-row, kind="stable")[:pool]]
-        if means is not None:
-            top = reduce_hubness(top, lambda i: float(means[i]), float(means.mean()))
-        found.append(top)
-    return found
+    rows = np.arange(len(scores))[:, None]
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :pool]
+    kept = scores[rows, top]
+    if means is not None:
+        kept = kept - (means[top] - means.mean()) / 2
+    out = np.full(scores.shape, -np.inf)
+    out[rows, top] = kept
+    return out
 
 
-def _list_ranks(lists: list[list[tuple[int, float]]], relevant: np.ndarray) -> np.ndarray:
-    """Rank of each query's best partner in its ranked candidate list (ties against; absent: last)."""
+def fused(chain: np.ndarray, pivot: np.ndarray) -> np.ndarray:
+    """``fuse`` over two ``pooled`` matrices: an item in either pool scores the mean of its two scores, a
+    pool it is missing from counting that pool's lowest score; items in neither stay -inf."""
     found = []
-    for ranked, rel in zip(lists, relevant, strict=True):
-        scored = [s for i, s in ranked if rel[i]]
-        found.append(len(rel) if not scored else 1 + sum(1 for i, s in ranked if s >= max(scored) and not rel[i]))
-    return np.asarray(found)
+    for pool in (chain, pivot):
+        fetched = np.isfinite(pool)
+        floor = np.where(fetched, pool, np.inf).min(axis=1, keepdims=True)
+        found.append((np.where(fetched, pool, floor), fetched))
+    (c, in_c), (p, in_p) = found
+    with np.errstate(invalid="ignore"):
+        return np.where(in_c | in_p, (c + p) / 2, -np.inf)
 
 
 def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samples: frozenset[str],
@@ -110,15 +116,13 @@ def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samp
     found = {
         "chain": retrieval_summary(_ranks(chain, relevant)),
         "pivot": retrieval_summary(_ranks(pivot, relevant)),
-        "fused": retrieval_summary(_list_ranks([fuse(c_, p_) for c_, p_ in zip(_pools(chain), _pools(pivot),
-                                                                                strict=True)], relevant)),
+        "fused": retrieval_summary(_ranks(fused(pooled(chain), pooled(pivot)), relevant)),
     }
     if bank is not None:
         means = neighbourhood_means(items_pivot, run(path[:-1], bank))
-        reduced = _pools(pivot, means)
-        found["pivot+csls"] = retrieval_summary(_list_ranks(reduced, relevant))
-        found["fused+csls"] = retrieval_summary(
-            _list_ranks([fuse(c_, p_) for c_, p_ in zip(_pools(chain), reduced, strict=True)], relevant))
+        reduced = pooled(pivot, means)
+        found["pivot+csls"] = retrieval_summary(_ranks(reduced, relevant))
+        found["fused+csls"] = retrieval_summary(_ranks(fused(pooled(chain), reduced), relevant))
     return found
 
 
