@@ -28,6 +28,7 @@ from latent_bridge.service.manifest import (
     GallerySpec,
     Manifest,
     ModalitySpec,
+    PivotGallerySpec,
     RouteStrategySpec,
     read_manifest,
 )
@@ -221,14 +222,17 @@ def _open_pivots(bundle_dir: Path, manifest: Manifest) -> dict[tuple[str, str], 
                               f"(rebuild the bundle, or drop its pivot galleries)")
         for relative, digest in p.files():
             checked_file(bundle_dir, relative, digest)
-        spec = GallerySpec(
-            modality=p.pivot, index_file=p.index_file, index_sha256=p.index_sha256, ids_file=base.ids_file,
-            ids_sha256=base.ids_sha256, size=p.size, vectors_file=p.vectors_file, vectors_sha256=p.vectors_sha256,
-            lookup_file=base.lookup_file, lookup_sha256=base.lookup_sha256, index_type=p.index_type,
-            search=p.search,
-        )
-        pivots[p.modality, p.pivot] = open_gallery(spec, bundle_dir, manifest, replay=False)
+        pivots[p.modality, p.pivot] = open_gallery(pivot_gallery_spec(p, base), bundle_dir, manifest, replay=False)
     return pivots
+
+
+def pivot_gallery_spec(p: PivotGallerySpec, base: GallerySpec) -> GallerySpec:
+    """A pivot gallery as a gallery of the pivot's space: its own index and rows over its items' id table."""
+    return GallerySpec(
+        modality=p.pivot, index_file=p.index_file, index_sha256=p.index_sha256, ids_file=base.ids_file,
+        ids_sha256=base.ids_sha256, size=p.size, vectors_file=p.vectors_file, vectors_sha256=p.vectors_sha256,
+        lookup_file=base.lookup_file, lookup_sha256=base.lookup_sha256, index_type=p.index_type, search=p.search,
+    )
 
 
 def _open_hubness(bundle_dir: Path, manifest: Manifest, pivots: dict[tuple[str, str], Gallery]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,10 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.bundle import load_bundle, pivot_gallery_spec
 from latent_bridge.service.errors import NoRoute
 from latent_bridge.service.gallery import Gallery, open_gallery
-from latent_bridge.service.manifest import GallerySpec, Lineage, Manifest, read_manifest, write_manifest
+from latent_bridge.service.manifest import (
+    GallerySpec,
+    Lineage,
+    Manifest,
+    PivotGallerySpec,
+    read_manifest,
+    write_manifest,
+)
 from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink
 from latent_bridge.service.translate import run_route
 from latent_bridge.service.writelog import WriteLog, writes_dir
@@ -148,6 +155,14 @@ def _tuned(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, o
     return spec.model_copy(update={"search": tune(gallery, queries, source, options.target_recall)})
 
 
+def _pivot_tuned(staging: Path, manifest: Manifest, pivot: PivotGallerySpec, items: GallerySpec, parent: Path,
+                 options: IndexOptions) -> PivotGallerySpec:
+    """A rebuilt pivot gallery with its own search effort, tuned like a gallery's on queries in the pivot's
+    space (training rows translated there; ``--queries`` are in the items' space, so they do not apply)."""
+    tuned = _tuned(staging, manifest, pivot_gallery_spec(pivot, items), parent, replace(options, queries=None))
+    return pivot.model_copy(update={"search": tuned.search})
+
+
 def _pushed(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, options: IndexOptions) -> GallerySpec:
     """The gallery pushed into its Milvus collection, its effort tuned there; its spec then names the collection."""
     target = options.milvus
@@ -211,15 +226,16 @@ def _rebuilt(
             manifest = manifest.model_copy(
                 update={"galleries": [tuned if g.modality == name else g for g in manifest.galleries]}
             )
-        manifest = _pivots_rebuilt(staging, parent_dir, manifest, set(new_rows), options.progress)
+        manifest = _pivots_rebuilt(staging, parent_dir, manifest, set(new_rows), options)
     return manifest
 
 
 def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt: set[str],
-                    progress: bool = False) -> Manifest:
+                    options: IndexOptions) -> Manifest:
     """Write the manifest with pivot galleries that mirror the new galleries: those of kept galleries are
-    copied, those of rebuilt ones translated again from the new items. A rebuilt gallery's routes lose
-    their CSLS term (its bank, the training queries, is not at hand here)."""
+    copied, those of rebuilt ones translated again from the new items (with the gallery's index type, their
+    effort tuned on their own). A rebuilt gallery's routes lose their CSLS term (its bank, the training
+    queries, is not at hand here)."""
     kept = [p for p in manifest.pivot_galleries if p.modality not in rebuilt]
     routes = [r if r.target not in rebuilt else
               r.model_copy(update={"hubness": "none", "hubness_file": None, "hubness_sha256": None})
@@ -234,9 +250,11 @@ def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt
     if not stale:
         return manifest
     bundle = load_bundle(staging)
-    pivots = kept + [build_pivot_gallery(staging, bundle, p.modality, p.pivot,
-                                         _progress(p.size, f"index {p.modality} in {p.pivot} space", progress))
-                     for p in stale]
+    built = [build_pivot_gallery(staging, bundle, p.modality, p.pivot,
+                                 _progress(p.size, f"index {p.modality} in {p.pivot} space", options.progress))
+             for p in stale]
+    items = {g.modality: g for g in manifest.galleries}
+    pivots = kept + [_pivot_tuned(staging, manifest, p, items[p.modality], parent_dir, options) for p in built]
     manifest = Manifest.model_validate(manifest.model_copy(update={"pivot_galleries": pivots}).model_dump())
     write_manifest(manifest, staging)
     return manifest

@@ -100,7 +100,9 @@ def test_direct_edge_searches_the_target_items_in_the_query_space(writable: Path
     assert set(direct) == {("a", "b"), ("b", "a"), ("b", "c"), ("c", "b")}
     assert all(r.pivot == r.source and set(r.scores) == set(VARIANTS) for r in direct.values())
     (mirror,) = [p for p in manifest.pivot_galleries if (p.modality, p.pivot) == ("c", "b")]
-    assert mirror.index_type == "hnsw" and mirror.search.value is not None  # c's 6,000 items: not a flat scan
+    assert mirror.index_type == "hnsw"  # c's 6,000 items: not a flat scan, and its effort tuned on its own
+    assert mirror.search.target_recall is not None and mirror.search.recall_at_10 is not None
+    assert mirror.search.recall_at_10 >= mirror.search.target_recall and "into b" in str(mirror.search.query_source)
     with running_server(writable) as server, httpx.Client(base_url=server.base) as client:
         route = client.get("/route", params={"from": "b", "to": "c"}).json()["strategy"]
         assert route["pivot"] == "b" and route["available"] == list(STRATEGIES)
