@@ -13,10 +13,18 @@ import hashlib
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -238,11 +246,22 @@ class PivotGallerySpec(_Strict):
     index_type: IndexType = Field(default="flat", description="The mirrored gallery's index type.")
     search: GallerySearch = Field(
         default_factory=GallerySearch,
-        description="The mirrored gallery's search effort, carried over (not measured on this index).",
+        description="Its search effort: the mirrored gallery's at training, tuned on its own by `index`.",
     )
 
     def files(self) -> list[tuple[str, str]]:
         return [(self.index_file, self.index_sha256), (self.vectors_file, self.vectors_sha256)]
+
+    @model_serializer(mode="wrap")
+    def _as_written_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``index_type`` and ``search`` out while they are the defaults: a bundle written before they
+        existed then serialises, and so fingerprints, as it did (its run-time write log names that)."""
+        data: dict[str, Any] = handler(self)
+        if self.index_type == "flat":
+            data.pop("index_type", None)
+        if self.search == GallerySearch():
+            data.pop("search", None)
+        return data
 
 
 class StrategyScore(_Strict):

@@ -102,9 +102,12 @@ def _progress(total: int, label: str, enabled: bool) -> Callable[[int], None] | 
     return bar.update
 
 
-def held_out_queries(parent: Path, manifest: Manifest, modality: str, limit: int) -> tuple[np.ndarray, str] | None:
+def held_out_queries(parent: Path, manifest: Manifest, modality: str, limit: int,
+                     items: str | None = None) -> tuple[np.ndarray, str] | None:
     """Training rows of other modalities translated into ``modality`` along the best routes (they are not
-    gallery items), when the bundle's training data is at hand."""
+    gallery items), when the bundle's training data is at hand. For a pivot gallery in ``modality``'s space
+    whose items are of modality ``items``: the pivot's own rows as they are (a direct edge's queries) and the
+    other modalities' translated, never the items' own rows (translated, they would be the gallery's items)."""
     data = manifest.training.get("data")
     folder = Path(str(data)) if data else None
     if folder is None or not folder.is_dir():
@@ -113,7 +116,7 @@ def held_out_queries(parent: Path, manifest: Manifest, modality: str, limit: int
     found, names = [], []
     for m in manifest.modalities:
         file = folder / f"{m.name}.parquet"
-        if m.name == modality or not file.is_file():
+        if m.name == (items or modality) or not file.is_file():
             continue
         try:
             route = bundle.graph.best(m.name, modality)
@@ -129,12 +132,13 @@ def held_out_queries(parent: Path, manifest: Manifest, modality: str, limit: int
     return queries, f"training rows of {', '.join(names)} translated into {modality} ({folder})"
 
 
-def _queries(parent: Path, manifest: Manifest, gallery: Gallery, options: IndexOptions) -> tuple[np.ndarray, str]:
+def _queries(parent: Path, manifest: Manifest, gallery: Gallery, options: IndexOptions,
+             items: str | None = None) -> tuple[np.ndarray, str]:
     if options.queries is not None:
         table = pq.read_table(options.queries, columns=["embedding"])
         rows = _embedding_matrix(str(options.queries), table.column("embedding"), gallery.dim, 0)
         return rows[:QUERIES], str(options.queries)
-    translated = held_out_queries(parent, manifest, gallery.modality, QUERIES)
+    translated = held_out_queries(parent, manifest, gallery.modality, QUERIES, items)
     if translated is not None:
         return translated
     assert gallery.vectors is not None
@@ -142,7 +146,8 @@ def _queries(parent: Path, manifest: Manifest, gallery: Gallery, options: IndexO
     return np.asarray(gallery.vectors[pick]), "gallery rows themselves (no held-out queries at hand)"
 
 
-def _tuned(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, options: IndexOptions) -> GallerySpec:
+def _tuned(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, options: IndexOptions,
+           items: str | None = None) -> GallerySpec:
     """Measure recall and latency through the service's gallery, opened from the staged files."""
     nlist = 1
     wide = spec.model_copy(update={"search": search_limits(spec.index_type, nlist)})
@@ -151,15 +156,16 @@ def _tuned(staging: Path, manifest: Manifest, spec: GallerySpec, parent: Path, o
     if hasattr(inner, "nlist"):
         wide = spec.model_copy(update={"search": search_limits(spec.index_type, int(inner.nlist))})
         gallery = open_gallery(wide, staging, manifest, replay=False)
-    queries, source = _queries(parent, manifest, gallery, options)
+    queries, source = _queries(parent, manifest, gallery, options, items)
     return spec.model_copy(update={"search": tune(gallery, queries, source, options.target_recall)})
 
 
 def _pivot_tuned(staging: Path, manifest: Manifest, pivot: PivotGallerySpec, items: GallerySpec, parent: Path,
                  options: IndexOptions) -> PivotGallerySpec:
     """A rebuilt pivot gallery with its own search effort, tuned like a gallery's on queries in the pivot's
-    space (training rows translated there; ``--queries`` are in the items' space, so they do not apply)."""
-    tuned = _tuned(staging, manifest, pivot_gallery_spec(pivot, items), parent, replace(options, queries=None))
+    space (``held_out_queries``; ``--queries`` are in the items' space, so they do not apply)."""
+    tuned = _tuned(staging, manifest, pivot_gallery_spec(pivot, items), parent, replace(options, queries=None),
+                   items=pivot.modality)
     return pivot.model_copy(update={"search": tuned.search})
 
 
@@ -251,7 +257,8 @@ def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt
         return manifest
     bundle = load_bundle(staging)
     built = [build_pivot_gallery(staging, bundle, p.modality, p.pivot,
-                                 _progress(p.size, f"index {p.modality} in {p.pivot} space", options.progress))
+                                 _progress(bundle.galleries[p.modality].size, f"index {p.modality} in {p.pivot} space",
+                                           options.progress))
              for p in stale]
     items = {g.modality: g for g in manifest.galleries}
     pivots = kept + [_pivot_tuned(staging, manifest, p, items[p.modality], parent_dir, options) for p in built]

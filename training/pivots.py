@@ -95,6 +95,7 @@ def fused(chain: np.ndarray, pivot: np.ndarray) -> np.ndarray:
     for pool in (chain, pivot):
         fetched = np.isfinite(pool)
         floor = np.where(fetched, pool, np.inf).min(axis=1, keepdims=True)
+        floor[~np.isfinite(floor)] = -np.inf  # nothing fetched (a non-finite query): it ranks last, never first
         found.append((np.where(fetched, pool, floor), fetched))
     (c, in_c), (p, in_p) = found
     with np.errstate(invalid="ignore"):

@@ -5,17 +5,19 @@ unpinned requests chain and say why, pinned ones are refused."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx
 import numpy as np
 from gallerycorpus import API_KEY
 from latent_bridge.service.bundle import load_bundle
-from latent_bridge.service.manifest import STRATEGIES, read_manifest
+from latent_bridge.service.manifest import STRATEGIES, read_manifest, write_manifest
 from latent_bridge.service.strategy import fuse, reduce_hubness
 from latent_bridge.service.translate import run_route
+from latent_bridge.training.datasets.reader import load_modality
 from latent_bridge.training.evaluate import centred_unit
-from latent_bridge.training.pivots import VARIANTS
+from latent_bridge.training.pivots import VARIANTS, RouteChoice, with_hubness
 from serverprocess import running_server
 
 KEYED = {"X-API-Key": API_KEY}
@@ -118,3 +120,26 @@ def test_direct_edge_searches_the_target_items_in_the_query_space(writable: Path
         assert np.allclose(list(hits.values()), [want[item] for item in hits], atol=1e-4)
         assert len(set(hits) & set(best)) >= 4  # HNSW: approximate, but close to the exact top 5
         assert result["hits"][0]["id"] == "doc-" + result["query"].split("-", 1)[1]  # its partner
+
+
+def test_a_direct_edge_with_csls_serves_the_adjusted_scores(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """The served CSLS path on a direct edge: the b → c choice set to pivot + CSLS, its neighbourhood means
+    written by training's own code from b's training rows; every hit's score must be the numpy one."""
+    data, parent = trained
+    bundle_dir = Path(shutil.copytree(parent, tmp_path / "csls"))
+    manifest = read_manifest(bundle_dir)
+    (spec,) = [r for r in manifest.routes if r.path == ["b", "c"]]
+    bank = load_modality(data / "b.parquet").embeddings
+    pivot = RouteChoice(spec.model_copy(update={"strategy": "pivot"}), bank)
+    chosen = with_hubness(bundle_dir, load_bundle(bundle_dir), pivot)
+    routes = [chosen if r.path == ["b", "c"] else r for r in manifest.routes]
+    write_manifest(manifest.model_copy(update={"routes": routes}), bundle_dir)
+    with running_server(bundle_dir) as server, httpx.Client(base_url=server.base) as client:
+        found = client.post("/retrieve", json={"from": "b", "to": "c", "ids": ["b-3", "b-17", "b-40"], "k": 5})
+    assert found.status_code == 200, found.text
+    assert (found.json()["strategy"], found.json()["pivot"], found.json()["hubness"]) == ("pivot", "b", "csls")
+    for result in found.json()["results"]:
+        want = expected_in_query_space(bundle_dir, result["query"])
+        best = sorted(want, key=lambda item: -want[item])[:5]
+        assert [h["id"] for h in result["hits"]] == best  # a flat gallery: exactly the numpy top 5
+        assert np.allclose([h["score"] for h in result["hits"]], [want[item] for item in best], atol=1e-4)

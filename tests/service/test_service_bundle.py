@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from bundle_edits import edit_manifest, rehash
 from latent_bridge.service.bundle import load_bundle
 from latent_bridge.service.gallery_table import build_lookup
-from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.manifest import BundleError, read_manifest
 from latent_bridge.service.writelog import Record, WriteLog
 from testbundles import embeddings
 
@@ -166,3 +167,16 @@ def test_the_fingerprint_covers_the_manifest(chain_bundle: Path, bundle_copy: Ca
     edited = bundle_copy(chain_bundle)
     edit_manifest(edited, lambda m: m["edges"][0]["metrics"].update(cycle_cosine=0.5))
     assert load_bundle(edited).fingerprint != load_bundle(chain_bundle).fingerprint
+
+
+def test_a_manifest_written_before_pivot_index_types_keeps_its_fingerprint(chain_bundle: Path) -> None:
+    """Pivot galleries gained ``index_type`` and ``search``; a manifest without them (as older versions wrote
+    it, flat and default) must serialise exactly as written, or its fingerprint, which its run-time write
+    log names, would change and the log would refuse it."""
+    manifest = read_manifest(chain_bundle)
+    assert manifest.pivot_galleries and all(p.index_type == "flat" for p in manifest.pivot_galleries)
+    written = json.loads((chain_bundle / "manifest.json").read_text())
+    assert all("index_type" not in p and "search" not in p for p in written["pivot_galleries"])
+    assert json.loads(manifest.model_dump_json()) == written
+    tuned = manifest.pivot_galleries[0].model_copy(update={"index_type": "hnsw"})
+    assert tuned.model_dump()["index_type"] == "hnsw"  # kept once it says something
