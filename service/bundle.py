@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import faiss
 import numpy as np
 from latent_bridge.service.encoders import Encoder, open_encoders
 from latent_bridge.service.errors import NoGallery
-from latent_bridge.service.gallery import Gallery, open_gallery
+from latent_bridge.service.gallery import Gallery, attach_writes, open_gallery
 from latent_bridge.service.gallery_backend import GalleryBackend
 from latent_bridge.service.graph import ModalityGraph
 from latent_bridge.service.manifest import (
@@ -36,7 +38,7 @@ from latent_bridge.service.media import Media, open_media
 from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink, shared_link
 from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
 from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion, Settings
-from latent_bridge.service.translate import Translator
+from latent_bridge.service.translate import Matrix, Translator, run_route
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -63,9 +65,7 @@ class Bundle:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modalities", {m.name: m for m in self.manifest.modalities})
-        object.__setattr__(
-            self, "l2_inputs", frozenset(m.name for m in self.manifest.modalities if m.normalization == "l2")
-        )
+        object.__setattr__(self, "l2_inputs", l2_inputs(self.manifest))
         object.__setattr__(self, "strategies", {tuple(r.path): r for r in self.manifest.routes})
 
     @property
@@ -203,7 +203,7 @@ def _open_galleries(bundle_dir: Path, manifest: Manifest, milvus: MilvusLink | N
             continue
         for relative, digest in spec.files():
             checked_file(bundle_dir, relative, digest)
-        gallery = open_gallery(spec, bundle_dir, manifest)
+        gallery = open_gallery(spec, bundle_dir, manifest, replay=False)  # replayed once mirrored (``_writes_on``)
         if gallery.size:
             gallery.search(gallery.vector(0), 1)  # warm-up: touch the index once
         galleries[spec.modality] = gallery
@@ -233,6 +233,24 @@ def pivot_gallery_spec(p: PivotGallerySpec, base: GallerySpec) -> GallerySpec:
         ids_sha256=base.ids_sha256, size=p.size, vectors_file=p.vectors_file, vectors_sha256=p.vectors_sha256,
         lookup_file=base.lookup_file, lookup_sha256=base.lookup_sha256, index_type=p.index_type, search=p.search,
     )
+
+
+def l2_inputs(manifest: Manifest) -> frozenset[str]:
+    """Modalities whose translators expect unit-norm inputs."""
+    return frozenset(m.name for m in manifest.modalities if m.normalization == "l2")
+
+
+def _writes_on(bundle_dir: Path, manifest: Manifest, galleries: dict[str, GalleryBackend],
+               pivots: dict[tuple[str, str], Gallery], run: Callable[[list[str], Matrix], Matrix]) -> None:
+    """Mirror each FAISS gallery's writes into its pivot galleries (its items translated by the edge into
+    the pivot), then replay its logged writes, so the pivot galleries hold its items after writes too."""
+    for modality, gallery in galleries.items():
+        if not isinstance(gallery, Gallery):
+            continue  # Milvus: its routes chain, its pivot galleries are never searched
+        for (items, pivot), mirror in pivots.items():
+            if items == modality:
+                gallery.mirror_into(mirror, partial(run, [items, pivot]))
+        attach_writes(gallery, bundle_dir, manifest)
 
 
 def _open_hubness(bundle_dir: Path, manifest: Manifest, pivots: dict[tuple[str, str], Gallery]
@@ -283,10 +301,12 @@ def _load(
         faiss.omp_set_num_threads(faiss_threads)
     manifest = read_manifest(bundle_dir, limits.manifest_bytes)
     translators = _open_translators(bundle_dir, manifest, ort_threads, limits)
+    graph = ModalityGraph(manifest, criterion)
     galleries = _open_galleries(bundle_dir, manifest, limits.milvus)
     pivots = _open_pivots(bundle_dir, manifest)
+    _writes_on(bundle_dir, manifest, galleries, pivots, lambda path, x: run_route(
+        translators, graph.along(path, path[0], path[-1]), x, l2_inputs(manifest)))
     hubness = _open_hubness(bundle_dir, manifest, pivots)
-    graph = ModalityGraph(manifest, criterion)
     encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
     media = open_media(bundle_dir, manifest)
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import mmap
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,7 @@ class Gallery:
         self._lock = threading.Lock()  # the delta and the base mask
         self._write_lock = threading.Lock()  # one write at a time, so the log's order is the applied order
         self.log: WriteLog | None = None
+        self.mirrors: list[tuple[Gallery, Callable[[Matrix], Matrix]]] = []
         if isinstance(self.inner, faiss.IndexIVF):
             self.inner.make_direct_map()  # lets a stored item be read back by row
 
@@ -229,6 +230,11 @@ class Gallery:
         if inner is None or not isinstance(inner, expected):
             found = type(inner or self.index).__name__
             raise BundleError(f"{index_path}: a {found}, the manifest says index_type {self.spec.index_type!r}")
+
+    def mirror_into(self, other: Gallery, translate: Callable[[Matrix], Matrix]) -> None:
+        """Apply every write, replayed or new, to ``other`` too, its vectors through ``translate``: a pivot
+        gallery (these items in another space) then keeps holding exactly this gallery's items."""
+        self.mirrors.append((other, translate))
 
     def attach_log(self, log: WriteLog) -> None:
         """Replay the gallery's logged writes, then log new ones there."""
@@ -302,6 +308,11 @@ class Gallery:
         if row is None:
             raise self._unknown(item)
         return row
+
+    def original_row(self, item: str) -> int | None:
+        """The item's row in the bundle's own files, None when it was written at run time (per-row terms
+        computed at bundle time, such as CSLS's, do not describe it)."""
+        return self._base_row(item)
 
     # -- search ------------------------------------------------------------------------------------
 
@@ -487,6 +498,8 @@ class Gallery:
         with self._lock:
             self._tombstone(rows)
             self.delta.add(ids, np.asarray(vectors, np.float32), units, payload)
+        for other, translate in self.mirrors:
+            other._upsert(ids, translate(np.asarray(vectors, np.float32)), payload)
 
     def _delete(self, ids: Sequence[str]) -> None:
         rows = self.table.rows_of(ids)
@@ -494,6 +507,8 @@ class Gallery:
             self._tombstone(rows)
             for item in ids:
                 self.delta.kill(item)
+        for other, _ in self.mirrors:
+            other._delete(ids)
 
 
 def _random_access(vectors: np.ndarray) -> None:
@@ -541,9 +556,14 @@ def open_gallery(spec: GallerySpec, bundle_dir: Path, manifest: Manifest, replay
     dim = manifest.modality(spec.modality).dim
     gallery = Gallery(spec, index, table, _raw_vectors(spec, bundle_dir, table, dim), dim, index_path)
     if replay:
-        log_path = writes_dir(bundle_dir) / f"{spec.modality}.log"
-        gallery.attach_log(WriteLog(log_path, manifest.name, manifest.fingerprint))
+        attach_writes(gallery, bundle_dir, manifest)
     return gallery
+
+
+def attach_writes(gallery: Gallery, bundle_dir: Path, manifest: Manifest) -> None:
+    """Replay the gallery's run-time writes from its log beside the bundle, and log new ones there."""
+    gallery.attach_log(WriteLog(writes_dir(bundle_dir) / f"{gallery.modality}.log", manifest.name,
+                                manifest.fingerprint))
 
 
 def _conforms(gallery: Gallery) -> GalleryBackend:

@@ -53,6 +53,7 @@ MAX_ID_LENGTH = 512
 SEARCH_PARAMETER = {"efSearch": "ef", "nprobe": "nprobe"}
 # pymilvus pings idle connections every 10 s; gRPC servers allow one ping per 5 minutes by default and answer
 # more with GOAWAY "too many pings", which dropped milvus-lite connections mid-test. Ping as servers allow.
+FILTERED_EF_MAX = 4096  # as the FAISS gallery caps a filtered search's efSearch
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
@@ -280,13 +281,25 @@ class MilvusGallery:
                     columns=self.payload_columns(),
                 )
 
-    def _search_params(self, effort: int | None, want: int) -> dict[str, Any]:
+    def _search_params(self, effort: int | None, want: int, fraction: float = 1.0) -> dict[str, Any]:
+        """The effort of one search, raised as the FAISS gallery raises it when a filter leaves ``fraction`` of
+        the rows (a graph search through few matching rows stops short of far ones otherwise)."""
         parameter = self.spec.search.parameter
         params: dict[str, Any] = {}
         if parameter is not None and effort is not None:
             name = SEARCH_PARAMETER[parameter]
-            params[name] = max(effort, want) if name == "ef" else effort
+            if name == "ef":
+                params[name] = max(min(int(effort / fraction), max(effort, FILTERED_EF_MAX)), want)
+            else:
+                params[name] = min(int(effort / fraction), self.spec.search.limit or effort)
         return {"metric_type": "IP", "params": params}
+
+    def _matching(self, expression: str) -> int:
+        """How many rows a filter expression leaves."""
+        rows = self._call(
+            lambda c, t: c.query(self.collection, filter=expression, output_fields=["count(*)"], timeout=t)
+        )
+        return int(rows[0]["count(*)"])
 
     def search(self, x: Matrix, k: int, options: SearchOptions | None = None) -> list[list[Hit]]:
         """The ``k`` best items per raw query row, best first (Milvus ranks; scores are centred cosines)."""
@@ -295,8 +308,14 @@ class MilvusGallery:
         effort = search_effort(self.spec, o.effort)
         q = self.units(x)
         want = k + (1 if o.exclude else 0)
-        params = self._search_params(effort, want)
         expression = filter_expression(o.where)
+        fraction = 1.0
+        if expression:
+            matching = self._matching(expression)
+            if matching == 0:
+                return [[] for _ in range(len(q))]
+            fraction = min(1.0, matching / max(1, self.size))
+        params = self._search_params(effort, want, fraction)
         found = self._call(
             lambda c, t: c.search(
                 self.collection,

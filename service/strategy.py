@@ -8,9 +8,11 @@ from → to the pivot is ``from`` itself: the query is searched untranslated amo
 translated by the reverse edge. Training chooses per edge and route on cross-validated R@1
 (``Manifest.routes``); a request may pin one.
 
-Pivot galleries hold the bundle's items only. Once the target gallery has run-time writes (items written,
-replaced or deleted), they no longer mirror it: the route then falls back to ``chain`` and says so, and a
-request that pins ``pivot`` or ``fused`` is refused.
+Pivot galleries follow their gallery's run-time writes (``Gallery.mirror_into``): a written item is
+translated into each pivot's space as it is written (and again when the log is replayed), a deleted one
+leaves them. CSLS leaves written items unadjusted (their neighbourhood term was never computed). A gallery
+served by Milvus has no in-process pivot galleries: its routes chain and say so, and a request that pins
+``pivot`` or ``fused`` is refused.
 """
 
 from __future__ import annotations
@@ -57,13 +59,9 @@ def pivot_unavailable(
     to, pivot = route.path[-1], route.path[-2]
     if (to, pivot) not in pivots:
         return f"the bundle has no pivot gallery of {to!r} items in {pivot!r} space"
-    health = target.health()
-    if health.get("backend") != "faiss":
-        return (f"the {to!r} gallery is served by {health.get('backend')!r}; pivot galleries are in-process FAISS "
-                "indexes of the bundle's items, so the query is chained")
-    if health.get("written", 0) or health.get("removed", 0):
-        return (f"the {to!r} gallery has changed since the bundle was built (run-time writes); its pivot "
-                "gallery holds the bundle's items only, so the query is chained")
+    if not target.in_process:
+        return (f"the {to!r} gallery is served by {type(target).__name__}, out of process; pivot galleries are "
+                "in-process FAISS indexes of the bundle's items, so the query is chained")
     return None
 
 
@@ -106,11 +104,17 @@ def reduce_hubness(pool: Sequence[tuple[K, float]], means: Callable[[K], float],
     return sorted(((key, score - (means(key) - centre) / 2) for key, score in pool), key=lambda kv: -kv[1])
 
 
-def csls_hits(hits: list[Hit], rows: Callable[[str], int], means: np.ndarray) -> list[Hit]:
-    """``reduce_hubness`` over gallery hits; ``rows`` gives each item's row in ``means``."""
+def csls_hits(hits: list[Hit], rows: Callable[[str], int | None], means: np.ndarray) -> list[Hit]:
+    """``reduce_hubness`` over gallery hits; ``rows`` gives each item's row in ``means``, None for an item
+    written at run time, which is left unadjusted (its term is taken as the gallery's mean)."""
     by_id = {h.id: h for h in hits}
     centre = float(means.mean())
-    ranked = reduce_hubness([(h.id, h.score) for h in hits], lambda item: float(means[rows(item)]), centre)
+
+    def term(item: str) -> float:
+        row = rows(item)
+        return centre if row is None else float(means[row])
+
+    ranked = reduce_hubness([(h.id, h.score) for h in hits], term, centre)
     return [Hit(item, score, by_id[item].sample, by_id[item].payload) for item, score in ranked]
 
 

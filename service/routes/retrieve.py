@@ -71,7 +71,7 @@ def _search(
         pool = max(k, POOL) if how.strategy == "fused" or means is not None else k
         in_pivot = pivoted.search(y, pool, options)
         if means is not None:
-            in_pivot = [csls_hits(hits, pivoted.row_of, means) for hits in in_pivot]
+            in_pivot = [csls_hits(hits, pivoted.original_row, means) for hits in in_pivot]
         if how.strategy == "pivot":
             results = [hits[:k] for hits in in_pivot]
         else:

@@ -42,7 +42,7 @@ def test_the_corpus_gallery_is_served_and_searched_with_payload(served: Served) 
         if served[1]:  # Milvus: pivot galleries are in-process FAISS, so every search chains and says why
             route = client.get("/route", params={"from": "a", "to": "c"}).json()["strategy"]
             assert body["strategy"] == route["strategy"] == "chain" and route["available"] == ["chain"]
-            assert "served by 'milvus'" in route["note"]
+            assert "served by MilvusGallery" in route["note"]
         gallery = client.get("/galleries/c").json()
         assert gallery["size"] == gallery["count"] == CORPUS_ROWS
         assert gallery["payload"] == ["shelf", "title"]

@@ -1,7 +1,6 @@
 """Pivot-space retrieval over a real server: a route reports its cross-validated strategy, a request may pin
-chain, pivot or fused (on a direct edge the pivot is the query's own space), and once the target gallery
-has run-time writes the pivot gallery (which holds the bundle's items only) is reported unavailable:
-unpinned requests chain and say why, pinned ones are refused."""
+chain, pivot or fused (on a direct edge the pivot is the query's own space), run-time writes reach the
+pivot galleries (live and replayed), and where a route has no pivot gallery a pinned pivot is refused."""
 
 from __future__ import annotations
 
@@ -45,7 +44,12 @@ def test_csls_lowers_hubs_by_half_their_neighbourhood_mean() -> None:
     assert ranked == [("plain", 0.4 + 0.2), ("hub", 0.5 - 0.2)]
 
 
-def test_route_reports_and_requests_pin_the_strategy_until_writes_make_pivot_unavailable(writable: Path) -> None:
+def top_hit(response: httpx.Response, query: str) -> str:
+    assert response.status_code == 200, response.text
+    return str(next(r["hits"][0]["id"] for r in response.json()["results"] if r["query"] == query))
+
+
+def test_route_reports_and_requests_pin_the_strategy_and_writes_reach_the_pivot_gallery(writable: Path) -> None:
     manifest = read_manifest(writable)
     (choice,) = [r for r in manifest.routes if (r.source, r.target) == ("a", "c")]
     assert choice.path == ["a", "b", "c"] and set(choice.scores) == set(VARIANTS)
@@ -67,30 +71,43 @@ def test_route_reports_and_requests_pin_the_strategy_until_writes_make_pivot_una
             assert all(len(r["hits"]) == 5 for r in body["results"])
             assert partner_hits(found) >= 0.8, (strategy, body["results"][0])
 
-        put = client.put("/galleries/c/items", headers=KEYED, json={"ids": ["new-1"], "vectors": [[0.1] * 16]})
-        assert put.status_code == 200, put.text
+        doc = client.get("/galleries/c/items/doc-4", headers=KEYED).json()  # move doc-4 to a new id
+        put = client.put("/galleries/c/items", headers=KEYED,
+                         json={"ids": ["moved-4"], "vectors": [doc["vector"]], "payload": [doc["payload"]]})
+        gone = client.request("DELETE", "/galleries/c/items", headers=KEYED, json={"ids": ["doc-4"]})
+        assert put.status_code == gone.status_code == 200, (put.text, gone.text)
         route = client.get("/route", params={"from": "a", "to": "c"}, headers=KEYED).json()["strategy"]
-        assert route["strategy"] == "chain" and route["available"] == ["chain"] and "run-time writes" in route["note"]
-        unpinned = retrieve(client).json()
-        assert unpinned["strategy"] == "chain"
-        assert (unpinned["strategy_note"] is not None) == (choice.strategy != "chain")
+        assert route["available"] == list(STRATEGIES) and route["note"] is None
+        assert all(top_hit(retrieve(client, strategy), "a-4") == "moved-4" for strategy in STRATEGIES)
+    with running_server(writable, env=env) as server, httpx.Client(base_url=server.base) as client:  # replayed
+        assert all(top_hit(retrieve(client, strategy), "a-4") == "moved-4" for strategy in STRATEGIES)
+
+
+def test_a_pinned_pivot_is_refused_where_the_bundle_has_no_pivot_gallery(trained: tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    bundle = Path(shutil.copytree(trained[1], tmp_path / "no-pivots"))
+    write_manifest(read_manifest(bundle).model_copy(update={"routes": [], "pivot_galleries": []}), bundle)
+    with running_server(bundle) as server, httpx.Client(base_url=server.base) as client:
+        route = client.get("/route", params={"from": "a", "to": "c"}).json()["strategy"]
+        assert route["strategy"] == "chain" and route["available"] == ["chain"] and "no pivot gallery" in route["note"]
         for strategy in ("pivot", "fused"):
-            refused = retrieve(client, strategy)
+            body = {"from": "a", "to": "c", "ids": ["a-1"], "k": 3, "strategy": strategy}
+            refused = client.post("/retrieve", json=body)
             assert refused.status_code == 409 and refused.json()["type"].endswith("strategy-unavailable"), refused.text
-        assert retrieve(client, "chain").json()["strategy"] == "chain"
+        unpinned = client.post("/retrieve", json={"from": "a", "to": "c", "ids": ["a-1"], "k": 3}).json()
+        assert unpinned["strategy"] == "chain"
 
 
-
-def expected_in_query_space(bundle_dir: Path, query: str) -> dict[str, float]:
+def expected_in_query_space(bundle_dir: Path, query: str, csls: bool = True) -> dict[str, float]:
     """The score of every c item for b item ``query`` searched in b's space, computed here with numpy: the
     items translated by the edge c → b, the query untranslated, both centred by the items' mean, CSLS-adjusted
-    where the route chose it."""
+    where the route chose it (and ``csls``)."""
     bundle = load_bundle(bundle_dir)
     items = run_route(bundle.translators, bundle.graph.along(["c", "b"], "c", "b"),
                       np.asarray(bundle.galleries["c"].vectors, np.float32), bundle.l2_inputs)
     q = bundle.galleries["b"].vectors_of([query])
     scores = centred_unit(items, items.mean(axis=0)) @ centred_unit(q, items.mean(axis=0))[0]
-    means = bundle.hubness.get(("b", "c"))
+    means = bundle.hubness.get(("b", "c")) if csls else None
     adjusted = scores - ((means - means.mean()) / 2 if means is not None else 0.0)
     ids = [r[0] for r in bundle.galleries["c"].table.records(list(range(len(items))))]
     return dict(zip(ids, adjusted.tolist(), strict=True))
@@ -124,7 +141,8 @@ def test_direct_edge_searches_the_target_items_in_the_query_space(writable: Path
 
 def test_a_direct_edge_with_csls_serves_the_adjusted_scores(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """The served CSLS path on a direct edge: the b → c choice set to pivot + CSLS, its neighbourhood means
-    written by training's own code from b's training rows; every hit's score must be the numpy one."""
+    written by training's own code from b's training rows; every hit's score must be the numpy one. An item
+    written at run time has no neighbourhood term: it is served, unadjusted."""
     data, parent = trained
     bundle_dir = Path(shutil.copytree(parent, tmp_path / "csls"))
     manifest = read_manifest(bundle_dir)
@@ -134,8 +152,12 @@ def test_a_direct_edge_with_csls_serves_the_adjusted_scores(trained: tuple[Path,
     chosen = with_hubness(bundle_dir, load_bundle(bundle_dir), pivot)
     routes = [chosen if r.path == ["b", "c"] else r for r in manifest.routes]
     write_manifest(manifest.model_copy(update={"routes": routes}), bundle_dir)
-    with running_server(bundle_dir) as server, httpx.Client(base_url=server.base) as client:
+    env = {"LATENT_BRIDGE_ADMIN_KEY": API_KEY}
+    with running_server(bundle_dir, env=env) as server, httpx.Client(base_url=server.base, headers=KEYED) as client:
         found = client.post("/retrieve", json={"from": "b", "to": "c", "ids": ["b-3", "b-17", "b-40"], "k": 5})
+        vector = client.get("/galleries/c/items/c-3").json()["vector"]
+        assert client.put("/galleries/c/items", json={"ids": ["copy-3"], "vectors": [vector]}).status_code == 200
+        written = client.post("/retrieve", json={"from": "b", "to": "c", "ids": ["b-3"], "k": 5})
     assert found.status_code == 200, found.text
     assert (found.json()["strategy"], found.json()["pivot"], found.json()["hubness"]) == ("pivot", "b", "csls")
     for result in found.json()["results"]:
@@ -143,3 +165,5 @@ def test_a_direct_edge_with_csls_serves_the_adjusted_scores(trained: tuple[Path,
         best = sorted(want, key=lambda item: -want[item])[:5]
         assert [h["id"] for h in result["hits"]] == best  # a flat gallery: exactly the numpy top 5
         assert np.allclose([h["score"] for h in result["hits"]], [want[item] for item in best], atol=1e-4)
+    hits = {h["id"]: h["score"] for h in written.json()["results"][0]["hits"]}
+    assert np.isclose(hits["copy-3"], expected_in_query_space(bundle_dir, "b-3", csls=False)["c-3"], atol=1e-4)
