@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,7 +37,7 @@ from latent_bridge.service.media import Media, open_media
 from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink, shared_link
 from latent_bridge.service.onnxcheck import MalformedModel, external_tensors
 from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion, Settings
-from latent_bridge.service.translate import Matrix, Translator, run_route
+from latent_bridge.service.translate import Translator, run_route
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -241,15 +240,18 @@ def l2_inputs(manifest: Manifest) -> frozenset[str]:
 
 
 def _writes_on(bundle_dir: Path, manifest: Manifest, galleries: dict[str, GalleryBackend],
-               pivots: dict[tuple[str, str], Gallery], run: Callable[[list[str], Matrix], Matrix]) -> None:
+               pivots: dict[tuple[str, str], Gallery], translators: dict[tuple[str, str], Translator],
+               graph: ModalityGraph) -> None:
     """Mirror each FAISS gallery's writes into its pivot galleries (its items translated by the edge into
     the pivot), then replay its logged writes, so the pivot galleries hold its items after writes too."""
+    l2 = l2_inputs(manifest)
     for modality, gallery in galleries.items():
         if not isinstance(gallery, Gallery):
             continue  # Milvus: its routes chain, its pivot galleries are never searched
         for (items, pivot), mirror in pivots.items():
             if items == modality:
-                gallery.mirror_into(mirror, partial(run, [items, pivot]))
+                edge = graph.along([items, pivot], items, pivot)
+                gallery.mirror_into(mirror, partial(run_route, translators, edge, l2_inputs=l2))
         attach_writes(gallery, bundle_dir, manifest)
 
 
@@ -304,8 +306,7 @@ def _load(
     graph = ModalityGraph(manifest, criterion)
     galleries = _open_galleries(bundle_dir, manifest, limits.milvus)
     pivots = _open_pivots(bundle_dir, manifest)
-    _writes_on(bundle_dir, manifest, galleries, pivots, lambda path, x: run_route(
-        translators, graph.along(path, path[0], path[-1]), x, l2_inputs(manifest)))
+    _writes_on(bundle_dir, manifest, galleries, pivots, translators, graph)
     hubness = _open_hubness(bundle_dir, manifest, pivots)
     encoders = open_encoders(bundle_dir, manifest, limits.encoder_threads)
     media = open_media(bundle_dir, manifest)

@@ -14,13 +14,14 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from latent_bridge.service.bundle import load_bundle, pivot_gallery_spec
+from latent_bridge.service.bundle import Bundle, load_bundle, pivot_gallery_spec
 from latent_bridge.service.errors import NoRoute
 from latent_bridge.service.gallery import Gallery, open_gallery
 from latent_bridge.service.manifest import (
@@ -102,6 +103,12 @@ def _progress(total: int, label: str, enabled: bool) -> Callable[[int], None] | 
     return bar.update
 
 
+@lru_cache(maxsize=1)
+def _translating(parent: Path) -> Bundle:
+    """The parent bundle, loaded (files checked, writes replayed) once for all the galleries one run tunes."""
+    return load_bundle(parent)
+
+
 def held_out_queries(parent: Path, manifest: Manifest, modality: str, limit: int,
                      items: str | None = None) -> tuple[np.ndarray, str] | None:
     """Training rows of other modalities translated into ``modality`` along the best routes (they are not
@@ -112,7 +119,7 @@ def held_out_queries(parent: Path, manifest: Manifest, modality: str, limit: int
     folder = Path(str(data)) if data else None
     if folder is None or not folder.is_dir():
         return None
-    bundle = load_bundle(parent)
+    bundle = _translating(parent)
     found, names = [], []
     for m in manifest.modalities:
         file = folder / f"{m.name}.parquet"
