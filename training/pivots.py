@@ -114,16 +114,17 @@ def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samp
     items_pivot = run([path[-1], path[-2]], items)
     chain = _scores(run(path[-2:], in_pivot), items)
     pivot = _scores(in_pivot, items_pivot)
+    chain_pool = pooled(chain)
     found = {
         "chain": retrieval_summary(_ranks(chain, relevant)),
         "pivot": retrieval_summary(_ranks(pivot, relevant)),
-        "fused": retrieval_summary(_ranks(fused(pooled(chain), pooled(pivot)), relevant)),
+        "fused": retrieval_summary(_ranks(fused(chain_pool, pooled(pivot)), relevant)),
     }
     if bank is not None:
         means = neighbourhood_means(items_pivot, run(path[:-1], bank))
         reduced = pooled(pivot, means)
         found["pivot+csls"] = retrieval_summary(_ranks(reduced, relevant))
-        found["fused+csls"] = retrieval_summary(_ranks(fused(pooled(chain), reduced), relevant))
+        found["fused+csls"] = retrieval_summary(_ranks(fused(chain_pool, reduced), relevant))
     return found
 
 
