@@ -249,7 +249,7 @@ def _writes_on(bundle_dir: Path, manifest: Manifest, galleries: dict[str, Galler
         if not isinstance(gallery, Gallery):
             continue  # Milvus: its routes chain, its pivot galleries are never searched
         for (items, pivot), mirror in pivots.items():
-            if items == modality:
+            if items == modality and graph.graph.has_edge(items, pivot):  # no edge: nothing to translate with
                 edge = graph.along([items, pivot], items, pivot)
                 gallery.mirror_into(mirror, partial(run_route, translators, edge, l2_inputs=l2))
         attach_writes(gallery, bundle_dir, manifest)
