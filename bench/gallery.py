@@ -43,9 +43,7 @@ import faiss  # noqa: E402
 import httpx  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from latent_bridge.service.gallery import open_gallery  # noqa: E402
-from latent_bridge.service.gallery_backend import SearchOptions  # noqa: E402
-from latent_bridge.service.manifest import (  # noqa: E402
+from latent_bridge.service.bundle.manifest import (  # noqa: E402
     SCHEMA_VERSION,
     Lineage,
     Manifest,
@@ -53,11 +51,13 @@ from latent_bridge.service.manifest import (  # noqa: E402
     read_manifest,
     write_manifest,
 )
-from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink  # noqa: E402
-from latent_bridge.training.galleries import CHUNK_ROWS, Chunk, GalleryRows  # noqa: E402
-from latent_bridge.training.indexing import IndexOptions, _rebuilt  # noqa: E402
-from latent_bridge.training.milvus_push import MilvusTarget  # noqa: E402
-from latent_bridge.training.tuning import exact_neighbours  # noqa: E402
+from latent_bridge.service.galleries.backend import SearchOptions  # noqa: E402
+from latent_bridge.service.galleries.faiss_gallery import open_gallery  # noqa: E402
+from latent_bridge.service.galleries.milvus_gallery import MilvusGallery, MilvusLink  # noqa: E402
+from latent_bridge.training.bundling.galleries import CHUNK_ROWS, Chunk, GalleryRows  # noqa: E402
+from latent_bridge.training.bundling.indexing import IndexOptions, _rebuilt  # noqa: E402
+from latent_bridge.training.bundling.milvus_push import MilvusTarget  # noqa: E402
+from latent_bridge.training.bundling.tuning import exact_neighbours  # noqa: E402
 from milvuslite import LiteServer  # noqa: E402
 from serverprocess import running_server  # noqa: E402
 

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from latent_bridge.service.bundle import Bundle, load_bundle  # noqa: E402
-from latent_bridge.service.translate import run_route, unit_rows  # noqa: E402
+from latent_bridge.service.bundle.loader import Bundle, load_bundle  # noqa: E402
+from latent_bridge.service.engine.translate import run_route, unit_rows  # noqa: E402
 from serverprocess import free_port  # noqa: E402
 
 

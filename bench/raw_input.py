@@ -106,8 +106,8 @@ def main() -> None:
     parser.add_argument("--encoder-threads", type=int, default=2)
     args = parser.parse_args()
 
-    from latent_bridge.service.bundle import LoadLimits, load_bundle
-    from latent_bridge.service.rawinput import RawLimits
+    from latent_bridge.service.bundle.loader import LoadLimits, load_bundle
+    from latent_bridge.service.inputs.rawinput import RawLimits
 
     images = pd.read_parquet(ROOT / "data/demo/image.parquet", columns=["uri"])["uri"].tolist()
     captions = pd.read_parquet(ROOT / "data/demo/text.parquet", columns=["caption"])["caption"].tolist()

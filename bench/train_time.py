@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from latent_bridge.training.config import TrainConfig
-from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.datasets.builders.synthetic import make_dataset
 from latent_bridge.training.train import train
 
 

@@ -7,27 +7,44 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from latent_bridge.service.manifest import Manifest as ManifestLike
+    from latent_bridge.service.bundle.manifest import Manifest as ManifestLike
+    from latent_bridge.training.bundling.indexing import IndexOptions as IndexOptionsLike
+    from latent_bridge.training.bundling.milvus_push import MilvusTarget as MilvusTargetLike
     from latent_bridge.training.config import TrainConfig as TrainConfigLike
-    from latent_bridge.training.indexing import IndexOptions as IndexOptionsLike
-    from latent_bridge.training.milvus_push import MilvusTarget as MilvusTargetLike
 
 from latent_bridge import __version__
-from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.bundle.manifest import BundleError
+from latent_bridge.service.errors import ServiceError
 
 TRAIN_HINT = "training needs the train extra: pip install torch==2.13.0 'latent-bridge[train]'"
 INDEX_HINT = "indexing needs faiss and onnxruntime: pip install 'latent-bridge[serve]' tqdm"
 SERVE_HINT = "serving needs the serve extra: pip install 'latent-bridge[serve]'"
 
 
-def _need(hint: str) -> Callable[[ModuleNotFoundError], None]:
-    def fail(exc: ModuleNotFoundError) -> None:
-        sys.exit(f"latent-bridge: missing package {exc.name!r}; {hint}")
+class Failed(SystemExit):
+    """A command's end on a user error: one line on stderr, exit code 2, never a traceback."""
 
-    return fail
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def fail(message: str) -> NoReturn:
+    print(f"latent-bridge: {message}", file=sys.stderr, flush=True)
+    raise Failed(message)
+
+
+def _need(hint: str) -> Callable[[ModuleNotFoundError], None]:
+    def missing(exc: ModuleNotFoundError) -> None:
+        fail(f"missing package {exc.name!r}; {hint}")
+
+    return missing
 
 
 def parse_edges(text: str | None) -> list[tuple[str, str]] | None:
@@ -48,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     if Path(args.out).exists():  # before training, not after minutes of it
-        sys.exit(f"latent-bridge: {args.out}: a bundle already exists there; bundles are immutable, pick a new name")
+        fail(f"{args.out}: a bundle already exists there; bundles are immutable, pick a new name")
     if args.gallery_data is not None:
         manifest = _train_with_galleries(args, training_train.train)
     else:
@@ -61,7 +78,7 @@ def _train_with_galleries(args: argparse.Namespace, train: Callable[[TrainConfig
     """Train into a hidden bundle, then index the corpora of --gallery-data into the one asked for."""
     import shutil
 
-    from latent_bridge.training.indexing import corpus_files, index_corpora
+    from latent_bridge.training.bundling.indexing import corpus_files, index_corpora
 
     corpora = corpus_files(args.gallery_data)
     out = Path(args.out)
@@ -77,7 +94,7 @@ def _train_with_galleries(args: argparse.Namespace, train: Callable[[TrainConfig
 
 
 def _index_options(args: argparse.Namespace, default_type: str = "auto") -> IndexOptionsLike:
-    from latent_bridge.training.indexing import IndexOptions
+    from latent_bridge.training.bundling.indexing import IndexOptions
 
     return IndexOptions(
         index_type=getattr(args, "gallery_index_type", None) or default_type,
@@ -95,11 +112,11 @@ def _milvus_target(args: argparse.Namespace) -> MilvusTargetLike | None:
     if getattr(args, "backend", "faiss") != "milvus":
         return None
     from latent_bridge.service.settings import Settings
-    from latent_bridge.training.milvus_push import MilvusTarget
+    from latent_bridge.training.bundling.milvus_push import MilvusTarget
 
     settings = Settings(milvus_uri=args.milvus_uri) if args.milvus_uri else Settings()
     if not settings.milvus_uri:
-        raise SystemExit("--backend milvus needs --milvus-uri or LATENT_BRIDGE_MILVUS_URI")
+        fail("--backend milvus needs --milvus-uri or LATENT_BRIDGE_MILVUS_URI")
     token = None if settings.milvus_token is None else settings.milvus_token.get_secret_value()
     return MilvusTarget(settings.milvus_uri, token, settings.milvus_collection_prefix)
 
@@ -117,7 +134,7 @@ def _bytes(text: str) -> int:
 
 def cmd_index(args: argparse.Namespace) -> None:
     try:
-        from latent_bridge.training.indexing import index_corpora
+        from latent_bridge.training.bundling.indexing import index_corpora
     except ModuleNotFoundError as exc:
         _need(INDEX_HINT)(exc)
     manifest = index_corpora(args.bundle, {args.modality: args.data}, args.out, _index_options(args))
@@ -126,7 +143,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_compact(args: argparse.Namespace) -> None:
     try:
-        from latent_bridge.training.indexing import compact
+        from latent_bridge.training.bundling.indexing import compact
     except ModuleNotFoundError as exc:
         _need(INDEX_HINT)(exc)
     manifest = compact(args.bundle, args.out, _index_options(args, default_type="same"))
@@ -189,7 +206,7 @@ def cmd_add_edge(args: argparse.Namespace) -> None:
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     if len(args.edge) != 1:
-        sys.exit("latent-bridge: --edge takes one pair, e.g. audio:image")
+        fail("--edge takes one pair, e.g. audio:image")
     (edge,) = args.edge
     manifest = add_edge(args.bundle, args.data, edge, _grow_config(args))
     print(f"wrote bundle {args.out}: {args.bundle} + edge {edge[0]}↔{edge[1]}")
@@ -198,7 +215,7 @@ def cmd_add_edge(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     try:
-        from latent_bridge.training.report import evaluate_bundle
+        from latent_bridge.training.report.run_report import evaluate_bundle
     except ModuleNotFoundError as exc:
         _need(TRAIN_HINT)(exc)
     report = evaluate_bundle(args.bundle, args.data, args.report, seed=args.seed, curve_seeds=args.curve_seeds,
@@ -208,7 +225,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_data_demo(args: argparse.Namespace) -> None:
     try:
-        from latent_bridge.training.datasets.demo import build_demo
+        from latent_bridge.training.datasets.builders.demo import build_demo
     except ModuleNotFoundError as exc:
         _need("the demo dataset needs the encoders extra: pip install 'latent-bridge[encoders]'")(exc)
     build_demo(args.out, limit=args.limit)
@@ -219,12 +236,12 @@ def cmd_encoders_export(args: argparse.Namespace) -> None:
         from latent_bridge.training.encoders_export import with_encoders
     except ModuleNotFoundError as exc:
         _need(f"{TRAIN_HINT}, and the encoders extra: pip install 'latent-bridge[encoders]'")(exc)
-    from latent_bridge.training.datasets.encoders import EncoderUnavailable
+    from latent_bridge.training.datasets.builders.encoders import EncoderUnavailable
 
     try:
         manifest = with_encoders(args.bundle, args.out, args.modalities, args.media)
     except EncoderUnavailable as exc:
-        sys.exit(f"latent-bridge: {exc}")
+        fail(str(exc))
     parity = manifest.training.get("encoder_parity_cosine")
     parity = parity if isinstance(parity, dict) else {}
     print(f"wrote bundle {args.out}: {args.bundle} + encoders of {', '.join(e.modality for e in manifest.encoders)}")
@@ -246,7 +263,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
-        from latent_bridge.service.server import serve
+        from latent_bridge.service.api.server import serve
     except ModuleNotFoundError as exc:
         _need(SERVE_HINT)(exc)
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers)
@@ -262,7 +279,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
         done = translate_corpus(args.bundle, args.source, args.target, args.corpus, args.out, batch=args.batch,
                                 path=args.path, progress=not args.quiet)
     except ServiceError as exc:  # unknown modality, no route, a pinned path the bundle lacks
-        sys.exit(f"latent-bridge: {exc.detail}")
+        fail(exc.detail)
     print(f"wrote {args.out}: {done.rows} rows along {' → '.join(done.path)} in {done.seconds:.1f} s "
           f"({done.rows / max(done.seconds, 1e-9):,.0f} rows/s)")
 
@@ -430,8 +447,8 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileExistsError, BundleError) as exc:
-        sys.exit(f"latent-bridge: {exc}")
+    except (ValueError, OSError, BundleError, ServiceError) as exc:  # ExportError, DatasetError… are ValueErrors
+        fail(str(exc.detail if isinstance(exc, ServiceError) else exc))
 
 
 if __name__ == "__main__":

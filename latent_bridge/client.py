@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
-from latent_bridge.service.schemas import (
+from latent_bridge.service.api.schemas import (
     GraphResponse,
     HopInfo,
     ModalitiesResponse,

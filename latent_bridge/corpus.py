@@ -61,8 +61,8 @@ def translate_corpus(
     """Translate every row of ``corpus`` from ``source`` to ``target``; write ``out`` batch by batch."""
     from tqdm import tqdm
 
-    from latent_bridge.service.bundle import load_bundle
-    from latent_bridge.service.translate import run_route
+    from latent_bridge.service.bundle.loader import load_bundle
+    from latent_bridge.service.engine.translate import run_route
 
     started = time.perf_counter()
     bundle = load_bundle(Path(bundle_dir))

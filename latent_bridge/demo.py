@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from latent_bridge.service.manifest import read_manifest
+from latent_bridge.service.bundle.manifest import read_manifest
 
 DEMO_DATA = Path("data/demo")
 DEMO_EDGES = [("image", "text"), ("audio", "text")]
@@ -59,7 +59,7 @@ def ensure_demo_bundle(models: Path, data: Path = DEMO_DATA) -> Path:
 def add_encoders(translators: Path, bundle: Path, data: Path) -> None:
     """``bundle`` = ``translators`` + the demo's encoders and thumbnails; without the encoders extra, the
     translators alone (vectors and stored ids only)."""
-    from latent_bridge.training.datasets.encoders import EncoderUnavailable
+    from latent_bridge.training.datasets.builders.encoders import EncoderUnavailable
 
     print("exporting the text, image and audio encoders into the bundle ...")
     started = time.perf_counter()

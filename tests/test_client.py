@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latent_bridge.service.bundle import load_bundle
-from latent_bridge.service.translate import run_route
+from latent_bridge.service.bundle.loader import load_bundle
+from latent_bridge.service.engine.translate import run_route
 from serverprocess import Server, running_server
 from testsettings import API_KEY
 from tinybundles import tiny_dataset, train_tiny

@@ -146,7 +146,7 @@ def test_server_side_imports_no_torch() -> None:
     """The API image installs no torch: importing and building the server must not need it."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import latent_bridge.service.app, latent_bridge.service.server, latent_bridge.cli\n"
+        "import latent_bridge.service.api.app, latent_bridge.service.api.server, latent_bridge.cli\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -62,7 +62,7 @@ def test_rebuild_reproduces_committed_rows(tmp_path: Path, committed: dict[str, 
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("efficientnet_pytorch")
     pytest.importorskip("faster_whisper")
-    from latent_bridge.training.datasets import demo
+    from latent_bridge.training.datasets.builders import demo
 
     if not demo.STAMPS_DIR.is_dir():
         pytest.skip(f"{demo.STAMPS_DIR} missing: apt-get install tuxpaint-stamps-default")

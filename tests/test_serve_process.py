@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from latent_bridge.training.config import TrainConfig
-from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.datasets.builders.synthetic import make_dataset
 from latent_bridge.training.train import train
 from serverprocess import command, free_port, running_server
 
@@ -76,7 +76,7 @@ def test_a_bad_bundle_stops_the_server_with_one_line(bundle: Path, tmp_path: Pat
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "bundle refused" in lines[0] and "translators/a__b.onnx" in lines[0] and "dimension 9" in lines[0]
@@ -90,7 +90,7 @@ def test_invalid_settings_stop_the_server_with_one_line(bundle: Path) -> None:
         timeout=60,
         env=os.environ | {"LATENT_BRIDGE_MAX_BATCH": "0"},
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == (
         "latent-bridge: invalid setting max_batch (LATENT_BRIDGE_MAX_BATCH): "
         "Input should be greater than or equal to 1"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from latent_bridge.service.bundle import load_bundle
-from latent_bridge.service.translate import run_route
+from latent_bridge.service.bundle.loader import load_bundle
+from latent_bridge.service.engine.translate import run_route
 from serverprocess import command
 from tinybundles import tiny_dataset, train_tiny
 
@@ -55,8 +55,8 @@ def test_bad_requests_say_what_is_wrong(bundle_and_data: tuple[Path, Path], tmp_
     out = tmp_path / "out.parquet"
     unknown = translate("--bundle", str(bundle), "--from", "a", "--to", "zz", "--in", str(data / "a.parquet"),
                         "--out", str(out))
-    assert unknown.returncode == 1 and "unknown modality 'zz'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown modality 'zz'" in unknown.stderr
     wrong_dim = translate("--bundle", str(bundle), "--from", "a", "--to", "b", "--in", str(data / "c.parquet"),
                           "--out", str(out))
-    assert wrong_dim.returncode == 1 and "not all 8-d" in wrong_dim.stderr
+    assert wrong_dim.returncode == 2 and "not all 8-d" in wrong_dim.stderr
     assert not out.exists() and not list(tmp_path.iterdir())

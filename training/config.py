@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from latent_bridge.service.manifest import EDGE_KINDS, IndexType
+from latent_bridge.service.bundle.manifest import EDGE_KINDS, IndexType
 
 KIND_CHOICES = ("auto", *EDGE_KINDS)
 

@@ -12,7 +12,7 @@ thumbnails and sound folder the search page shows. A is never touched (bundles a
   bank as ``mel_filters.npy`` (the server computes the log-mel spectrogram in numpy).
 
 Every ONNX export is checked: ``onnx.checker``, then onnxruntime against torch on real inputs.
-The weights come from pip packages (see ``training/datasets/encoders.py``); nothing is downloaded.
+The weights come from pip packages (see ``training/datasets/builders/encoders.py``); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from latent_bridge.service.manifest import (
+from latent_bridge.service.bundle.manifest import (
     AudioPreprocessing,
     EncoderFile,
     EncoderSpec,
@@ -43,8 +43,9 @@ from latent_bridge.service.manifest import (
     read_manifest,
     write_manifest,
 )
-from latent_bridge.training.bundle import Parent, staged_bundle
-from latent_bridge.training.datasets import encoders as real
+from latent_bridge.training.bundling.writer import Parent, staged_bundle
+from latent_bridge.training.datasets.builders import encoders as real
+from latent_bridge.training.export import ExportError
 
 PARITY_COSINE = 0.9999
 AUDIO_PARITY_COSINE = 0.9999
@@ -53,10 +54,6 @@ OPSET = 17
 THUMBNAILS = Path("media/image-thumbnails.parquet")
 STAMP_SOUNDS = "/usr/share/tuxpaint/stamps"
 MEDIA_LICENSE = "Tux Paint stamps (Debian tuxpaint-stamps-default), GPL-2.0; see NOTICE"
-
-
-class ExportError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -140,8 +137,8 @@ def _probe_sound() -> tuple[bytes, np.ndarray]:
 
 def verify(staging: Path, spec: EncoderSpec) -> float:
     """Worst cosine between the served encoder (read back from ``staging``) and the dataset's encoder."""
-    from latent_bridge.service.encoders import open_encoder
-    from latent_bridge.service.rawinput import RawLimits
+    from latent_bridge.service.inputs.encoders import open_encoder
+    from latent_bridge.service.inputs.rawinput import RawLimits
 
     encoder = open_encoder(staging, spec, threads=2)
     limits = RawLimits(16, 1 << 26, 1 << 26, 60.0, 100_000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from latent_bridge.service.manifest import EdgeMetrics, MetricSource
+from latent_bridge.service.bundle.manifest import EdgeMetrics, MetricSource
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import paired_rows
 

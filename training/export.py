@@ -13,14 +13,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from latent_bridge.service.manifest import ONNX_INPUT, ONNX_OUTPUT
+from latent_bridge.service.bundle.manifest import ONNX_INPUT, ONNX_OUTPUT
 from torch import nn
 
 PARITY_ATOL = 1e-5
 
 
-class ExportError(RuntimeError):
-    pass
+class ExportError(ValueError):
+    """A translator or encoder whose export does not check out (ONNX checker, parity with torch)."""
 
 
 def to_onnx(module: nn.Module, in_dim: int) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from latent_bridge.service.manifest import FinalFit
+from latent_bridge.service.bundle.manifest import FinalFit
 from latent_bridge.training.candidates import Fitted, MLPRun, Pair, Samples, fit_kind, standardised_rows
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.selection import Selection, linear_start

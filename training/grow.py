@@ -14,8 +14,8 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from latent_bridge.service.manifest import Manifest, edge_key, read_manifest
-from latent_bridge.training.bundle import Parent, write_bundle
+from latent_bridge.service.bundle.manifest import Manifest, edge_key, read_manifest
+from latent_bridge.training.bundling.writer import Parent, write_bundle
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples
 from latent_bridge.training.train import train_pairs

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-from latent_bridge.service.manifest import EDGE_KINDS, EdgeMetrics
+from latent_bridge.service.bundle.manifest import EDGE_KINDS, EdgeMetrics
 from latent_bridge.training.candidates import (
     LINEAR_BASES,
     Fitted,

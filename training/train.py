@@ -14,9 +14,10 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from latent_bridge.service.bundle import Bundle
-from latent_bridge.service.manifest import EdgeMetrics, Manifest
-from latent_bridge.training.bundle import EdgeArtifact, write_bundle
+from latent_bridge.service.bundle.loader import Bundle
+from latent_bridge.service.bundle.manifest import EdgeMetrics, Manifest
+from latent_bridge.training.bundling.pivots import RouteChoice, choose_strategies
+from latent_bridge.training.bundling.writer import EdgeArtifact, write_bundle
 from latent_bridge.training.candidates import Pair, Samples
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import (
@@ -30,7 +31,6 @@ from latent_bridge.training.datasets.splits import Fold, cv_folds, holdout_split
 from latent_bridge.training.evaluate import Translate, evaluate_translation
 from latent_bridge.training.export import to_onnx
 from latent_bridge.training.fitting import Final, refit
-from latent_bridge.training.pivots import RouteChoice, choose_strategies
 from latent_bridge.training.selection import Selection, select
 from latent_bridge.training.translators import translate
 from threadpoolctl import threadpool_limits

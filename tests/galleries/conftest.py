@@ -13,7 +13,7 @@ from milvuslite import LiteServer, push_bundle
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from latent_bridge.training.config import TrainConfig
-    from latent_bridge.training.datasets.synthetic import make_dataset
+    from latent_bridge.training.datasets.builders.synthetic import make_dataset
     from latent_bridge.training.train import train
 
     root = tmp_path_factory.mktemp("galleries")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from gallerycorpus import CORPUS_ROWS, TRAINING_ROWS, Served, settings_for
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api.app import create_app
 
 from latent_bridge.cli import main
 
@@ -140,7 +140,7 @@ def test_a_filter_leaving_many_rows_goes_through_the_ann_index(
     indexed: Path, trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Above EXACT_SUBSET_MAX rows a filter becomes a FAISS selector on the HNSW search itself."""
-    import latent_bridge.service.gallery as gallery_module
+    import latent_bridge.service.galleries.faiss_gallery as gallery_module
 
     monkeypatch.setattr(gallery_module, "EXACT_SUBSET_MAX", 0)
     a = np.stack(pd.read_parquet(trained[0] / "a.parquet")["embedding"].to_list())[17]

@@ -14,14 +14,14 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from latent_bridge.service.gallery import Gallery, read_index
-from latent_bridge.service.gallery_backend import SearchOptions
-from latent_bridge.service.gallery_table import open_table
-from latent_bridge.service.manifest import GallerySearch, GallerySpec
-from latent_bridge.service.milvus_gallery import MilvusGallery, MilvusLink, filter_expression
-from latent_bridge.training.galleries import write_gallery_files
-from latent_bridge.training.indexing import corpus_rows
-from latent_bridge.training.milvus_push import MilvusTarget, push_gallery
+from latent_bridge.service.bundle.manifest import GallerySearch, GallerySpec
+from latent_bridge.service.galleries.backend import SearchOptions
+from latent_bridge.service.galleries.faiss_gallery import Gallery, read_index
+from latent_bridge.service.galleries.milvus_gallery import MilvusGallery, MilvusLink, filter_expression
+from latent_bridge.service.galleries.table import open_table
+from latent_bridge.training.bundling.galleries import write_gallery_files
+from latent_bridge.training.bundling.indexing import corpus_rows
+from latent_bridge.training.bundling.milvus_push import MilvusTarget, push_gallery
 from milvuslite import LiteServer, milvus_env, push_bundle
 from serverprocess import HOST, Server, command, free_port
 
@@ -167,7 +167,7 @@ def test_index_to_milvus_tunes_the_effort_on_the_collection_itself(
 ) -> None:
     """Milvus trains its own IVF lists, so FAISS's nprobe does not carry over: `index --backend milvus`
     sweeps the effort against the collection, records it in the manifest, and the backend searches with it."""
-    from latent_bridge.training.indexing import IndexOptions, index_corpora
+    from latent_bridge.training.bundling.indexing import IndexOptions, index_corpora
 
     target = MilvusTarget(milvus_lite.uri, prefix=f"ivf_{os.getpid()}_")
     options = IndexOptions(index_type="ivf", progress=False, milvus=target)

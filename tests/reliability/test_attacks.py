@@ -119,7 +119,7 @@ def test_onnx_external_data_is_refused(bundle_one: Path, bundle_copy: Callable[[
         cwd=workdir,
     )
     lines = started.stderr.strip().splitlines()
-    assert started.returncode == 1 and len(lines) == 1, started.stderr
+    assert started.returncode == 2 and len(lines) == 1, started.stderr
     assert "bundle refused" in lines[0] and str(evil / "translators/a__b.onnx") in lines[0]
     assert "external data" in lines[0]
     with running_server(bundle_one, env=admin_env(evil.parent), cwd=workdir) as server:
@@ -184,7 +184,7 @@ def test_every_load_failure_is_a_one_line_refusal_naming_the_file(
         timeout=60,
     )
     lines = started.stderr.strip().splitlines()
-    assert started.returncode == 1 and len(lines) == 1, started.stderr[-3000:]
+    assert started.returncode == 2 and len(lines) == 1, started.stderr[-3000:]
     assert lines[0].startswith("latent-bridge: bundle refused: ") and file in lines[0], lines[0]
     with running_server(bundle_one, env=admin_env(bad.parent), prefix=SERVE_PREFIX) as server:
         with httpx.Client(base_url=server.base, headers=ADMIN, timeout=30) as http:
@@ -199,7 +199,7 @@ def test_every_load_failure_is_a_one_line_refusal_naming_the_file(
 def test_a_500_says_connection_close(bundle_one: Path) -> None:
     """Starlette re-raises after the 500 and uvicorn closes the connection: the answer must say so."""
     import uvicorn
-    from latent_bridge.service.app import create_app
+    from latent_bridge.service.api.app import create_app
     from testsettings import settings_for
 
     app = create_app(settings_for(bundle_one))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.auth import APIKeyMiddleware, admin_scoped, credentials
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.api.auth import APIKeyMiddleware, admin_scoped, credentials
 from pydantic import ValidationError
 from reliability_bundles import DIM
 from testsettings import ADMIN_KEY, API_KEY, KEYS, settings_for

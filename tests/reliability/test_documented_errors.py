@@ -14,7 +14,7 @@ import httpx
 import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api.app import create_app
 from reliability_bundles import DIM
 from testsettings import ADMIN_KEY, KEYS, settings_for
 
@@ -157,7 +157,7 @@ def test_documented_503s_are_reachable(client: TestClient, one_way_bundle: Path)
 def test_documented_504s_are_reachable(
     client: TestClient, one_way_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import latent_bridge.service.routes.retrieve as retrieve
+    import latent_bridge.service.api.routes.retrieve as retrieve
 
     with_504 = {(m, p) for (m, p), statuses in documented(client).items() if "504" in statuses}
     assert with_504 == {("post", "/translate"), ("post", "/retrieve"), ("get", "/retrieve")}

@@ -15,8 +15,8 @@ import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from latent_bridge.service.app import create_app
-from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.bundle.loader import load_bundle
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from testsettings import ADMIN_KEY, KEYS, settings_for

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from latent_bridge.service.accesslog import ACCESS_LOGGER
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api.accesslog import ACCESS_LOGGER
+from latent_bridge.service.api.app import create_app
 from problems import problem
 from reliability_bundles import DIM
 from serverprocess import running_server
@@ -177,7 +177,7 @@ def test_a_slow_upload_times_out(bundle_one: Path) -> None:
 def test_slow_work_in_a_thread_times_out_and_the_server_goes_on(
     bundle_one: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import latent_bridge.service.routes.retrieve as retrieve
+    import latent_bridge.service.api.routes.retrieve as retrieve
 
     release = threading.Event()
     real_search = retrieve.search

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.bundle.loader import load_bundle
 from reliability_bundles import CORRUPTIONS, DIM
 from testsettings import ADMIN_KEY, KEYS, settings_for
 
@@ -88,7 +88,7 @@ def test_a_missing_folder_and_a_bad_body_are_refused(client: TestClient, tmp_pat
 def test_requests_in_flight_finish_on_the_old_bundle(
     bundle_one: Path, bundle_two: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import latent_bridge.service.routes.translate as translate
+    import latent_bridge.service.api.routes.translate as translate
 
     x = np.array([QUERY["vector"]], dtype=np.float32)
     old_answer = load_bundle(bundle_one).translators["a", "b"](x)[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.bundle.loader import load_bundle
 from reliability_bundles import CORRUPTIONS, DIM
 from serverprocess import HOST, command, free_port, running_server
 from testsettings import ADMIN_KEY, API_KEY
@@ -39,7 +39,7 @@ def test_a_corrupt_bundle_stops_the_server_at_start(
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "bundle refused" in lines[0] and str(bad / file) in lines[0] and reason in lines[0]

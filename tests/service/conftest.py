@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api.app import create_app
 from milvuslite import push_bundle
 from testbundles import DIMS
 from testsettings import settings_for

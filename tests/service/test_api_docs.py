@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
-from latent_bridge.service import examples
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api import examples
+from latent_bridge.service.api.app import create_app
 from testsettings import API_KEY, MAX_K, settings_for
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"

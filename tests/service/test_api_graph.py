@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from bundle_edits import Manifest, edit_manifest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.schemas import GraphResponse, ModalitiesResponse, RouteResponse
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.api.schemas import GraphResponse, ModalitiesResponse, RouteResponse
 from problems import problem
 from testsettings import settings_for
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.bundle import load_bundle
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.bundle.loader import load_bundle
 from problems import problem
 from testsettings import settings_for
 

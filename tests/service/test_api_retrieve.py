@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from bundle_edits import as_parquet_galleries, edit_manifest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.schemas import RetrieveResponse
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.api.schemas import RetrieveResponse
 from problems import problem
 from testbundles import embeddings
 from testsettings import MAX_K, settings_for

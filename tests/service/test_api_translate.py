@@ -8,14 +8,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import latent_bridge.service.routes.translate as translate_routes
+import latent_bridge.service.api.routes.translate as translate_routes
 import numpy as np
 import onnxruntime as ort
 import pytest
 from bundle_edits import edit_manifest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.schemas import TranslateResponse
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.api.schemas import TranslateResponse
 from problems import problem
 from testbundles import embeddings
 from testsettings import MAX_BATCH, settings_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from latent_bridge.service.onnxcheck import (
+from latent_bridge.service.bundle.onnxcheck import (
     CHILDREN,
     TENSOR_DATA_LOCATION,
     TENSOR_EXTERNAL_DATA,

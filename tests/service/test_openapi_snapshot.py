@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.openapi import KEYED_SNAPSHOT, SNAPSHOT, render
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.api.openapi_snapshot import KEYED_SNAPSHOT, SNAPSHOT, render
 from testsettings import ADMIN_KEY, API_KEY, settings_for
 
-REGENERATE = "regenerate with `python -m latent_bridge.service.openapi` and review the diff"
+REGENERATE = "regenerate with `python -m latent_bridge.service.api.openapi_snapshot` and review the diff"
 
 
 def served_document(chain_bundle: object, **settings: object) -> dict:  # type: ignore[type-arg]
@@ -65,7 +65,7 @@ def test_every_operation_is_documented_for_clients(chain_bundle: object) -> None
 
 
 def test_documented_examples_are_valid() -> None:
-    from latent_bridge.service import schemas
+    from latent_bridge.service.api import schemas
 
     models = [
         schemas.TranslateRequest,

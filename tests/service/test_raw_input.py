@@ -16,9 +16,9 @@ import pytest
 from bundle_edits import edit_manifest
 from encoder_bundle import BARK, DEMO_DATA, DOG_IMAGE_ID, DOG_PNG, STAMPS, EncoderBundles
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.bundle import Bundle, load_bundle
-from latent_bridge.service.manifest import BundleError
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.bundle.loader import Bundle, load_bundle
+from latent_bridge.service.bundle.manifest import BundleError
 from latent_bridge.service.settings import Settings
 from PIL import Image
 from problems import problem

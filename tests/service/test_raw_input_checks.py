@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
-from latent_bridge.service.encoders import log_mel
+from latent_bridge.service.api.app import create_app
+from latent_bridge.service.bundle.manifest import Manifest
 from latent_bridge.service.errors import (
     AudioTooLong,
     BatchTooLarge,
@@ -23,8 +23,8 @@ from latent_bridge.service.errors import (
     UnreadableMedia,
     UnsupportedSampleRate,
 )
-from latent_bridge.service.manifest import Manifest
-from latent_bridge.service.rawinput import RawLimits, file_bytes, read_audio, read_image
+from latent_bridge.service.inputs.encoders import log_mel
+from latent_bridge.service.inputs.rawinput import RawLimits, file_bytes, read_audio, read_image
 from PIL import Image
 from sounds import wav
 from testsettings import settings_for
@@ -153,7 +153,7 @@ import sys
 for name in ("av", "ctranslate2", "tokenizers", "PIL", "multipart", "python_multipart"):
     sys.modules[name] = None  # any import of them raises ImportError
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api.app import create_app
 from latent_bridge.service.settings import Settings
 with TestClient(create_app(Settings(bundle=sys.argv[1], access_log=False))) as client:
     assert client.get("/retrieve", params={"from": "a", "to": "b", "id": "a-1", "k": 1}).status_code == 200

@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pyarrow as pa
 import pytest
 from bundle_edits import edit_manifest, rehash
-from latent_bridge.service.bundle import load_bundle
-from latent_bridge.service.gallery_table import build_lookup
-from latent_bridge.service.manifest import BundleError, read_manifest
-from latent_bridge.service.writelog import Record, WriteLog
+from latent_bridge.service.bundle.loader import load_bundle
+from latent_bridge.service.bundle.manifest import BundleError, read_manifest
+from latent_bridge.service.galleries.table import build_lookup
+from latent_bridge.service.galleries.writelog import Record, WriteLog
 from testbundles import embeddings
 
 

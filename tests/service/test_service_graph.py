@@ -6,9 +6,9 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from latent_bridge.service.bundle.manifest import SCHEMA_VERSION, EdgeMetrics, EdgeSpec, Manifest, ModalitySpec
+from latent_bridge.service.engine.graph import ModalityGraph, edge_fidelity
 from latent_bridge.service.errors import InvalidPath, MissingEdge, NoRoute, UnknownModality
-from latent_bridge.service.graph import ModalityGraph, edge_fidelity
-from latent_bridge.service.manifest import SCHEMA_VERSION, EdgeMetrics, EdgeSpec, Manifest, ModalitySpec
 
 
 def metrics(fidelity: float, cosine: float = 0.9, r1: float = 0.5, cycle: float | None = None) -> EdgeMetrics:

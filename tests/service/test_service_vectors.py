@@ -6,9 +6,9 @@ import base64
 
 import numpy as np
 import pytest
-from latent_bridge.service import vectors
+from latent_bridge.service.api import vectors
+from latent_bridge.service.api.vectors import decode, encode
 from latent_bridge.service.errors import BatchTooLarge, DimensionMismatch, EmptyBatch, MalformedVectors, NonFiniteInput
-from latent_bridge.service.vectors import decode, encode
 
 
 def b64(x: np.ndarray) -> str:

@@ -72,9 +72,9 @@ def lite_server(db: Path) -> Iterator[LiteServer]:
 def push_bundle(bundle: Path, out: Path, uri: str) -> Path:
     """A copy of ``bundle`` whose galleries are also in Milvus at ``uri``, in collections of their own
     (fresh names, so tests that write never see each other's items)."""
-    from latent_bridge.service.gallery import open_gallery
-    from latent_bridge.service.manifest import read_manifest, write_manifest
-    from latent_bridge.training.milvus_push import MilvusTarget, push_gallery
+    from latent_bridge.service.bundle.manifest import read_manifest, write_manifest
+    from latent_bridge.service.galleries.faiss_gallery import open_gallery
+    from latent_bridge.training.bundling.milvus_push import MilvusTarget, push_gallery
 
     shutil.copytree(bundle, out)
     manifest = read_manifest(out)

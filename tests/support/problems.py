@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from latent_bridge.service.schemas import Problem
+from latent_bridge.service.api.schemas import Problem
 
 
 class Response(Protocol):

@@ -23,6 +23,6 @@ def train_tiny(
 
 def tiny_dataset(out: Path, dims: dict[str, int], n: int = 200, seed: int = 0, **plant: object) -> Path:
     """A synthetic paired dataset (``make_dataset``'s planted relation; noise 0.1 unless given)."""
-    from latent_bridge.training.datasets.synthetic import make_dataset
+    from latent_bridge.training.datasets.builders.synthetic import make_dataset
 
     return make_dataset(out, n=n, dims=dims, seed=seed, **({"noise": 0.1} | plant))  # type: ignore[arg-type]

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
-from latent_bridge.service.manifest import Manifest
+from latent_bridge.service.bundle.manifest import Manifest
 from latent_bridge.training.config import TrainConfig
-from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.training.datasets.builders.synthetic import make_dataset
 from latent_bridge.training.train import train
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from latent_bridge.training.bundle import OWNER_FILE, BundleWriteError, staged_bundle
+from latent_bridge.training.bundling.writer import OWNER_FILE, BundleWriteError, staged_bundle
 from latent_bridge.training.datasets.reader import MAX_KEY_CHARS, DatasetError, load_modality
 
 from latent_bridge.cli import main
@@ -54,7 +54,7 @@ def test_an_existing_out_is_refused_before_anything_is_read(tmp_path: Path) -> N
     out.mkdir()
     with pytest.raises(SystemExit) as stop:  # the data folder does not even exist: nothing was trained
         main(["train", "--data", str(tmp_path / "no-such-data"), "--out", str(out)])
-    assert "a bundle already exists there" in str(stop.value.code)
+    assert "a bundle already exists there" in str(stop.value) and stop.value.code == 2
 
 
 def test_a_killed_runs_temp_folder_is_removed_by_the_next_run(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from latent_bridge.service.app import create_app
+from latent_bridge.service.api.app import create_app
 from latent_bridge.service.settings import Settings
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.grow import add_modality
-from latent_bridge.training.report import evaluate_bundle
+from latent_bridge.training.report.run_report import evaluate_bundle
 from latent_bridge.training.train import train
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from latent_bridge.service.manifest import read_manifest
-from latent_bridge.training.bundle import sha256_bytes
-from latent_bridge.training.datasets.synthetic import make_dataset
+from latent_bridge.service.bundle.manifest import read_manifest
+from latent_bridge.training.bundling.writer import sha256_bytes
+from latent_bridge.training.datasets.builders.synthetic import make_dataset
 
 
 def _whole(bundle: Path) -> bool:

@@ -1,13 +1,13 @@
 """Training scores each retrieval strategy the way the server ranks: the pooled, CSLS-adjusted and fused
-score matrices of ``training/pivots.py`` hold exactly the candidates and scores that the service's
+score matrices of ``training/bundling/pivots.py`` hold exactly the candidates and scores that the service's
 ``fuse`` and ``reduce_hubness`` produce, query by query."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from latent_bridge.service.strategy import POOL, fuse, reduce_hubness
-from latent_bridge.training.pivots import fused, pooled
+from latent_bridge.service.engine.strategy import POOL, fuse, reduce_hubness
+from latent_bridge.training.bundling.pivots import fused, pooled
 
 
 def service_pool(row: np.ndarray) -> list[tuple[int, float]]:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latent_bridge.service.manifest import Manifest
-from latent_bridge.training.learning_curve import subset
-from latent_bridge.training.modality_gap import distance, gap_metrics, separability
+from latent_bridge.service.bundle.manifest import Manifest
+from latent_bridge.training.report.learning_curve import subset
+from latent_bridge.training.report.modality_gap import distance, gap_metrics, separability
 
 from latent_bridge.cli import main
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from latent_bridge.training.datasets.builders.synthetic import make_dataset, write_modality
 from latent_bridge.training.datasets.reader import DatasetError, load_dataset, load_modality, trainable_pairs
 from latent_bridge.training.datasets.splits import cv_folds, holdout_split, paired_rows
-from latent_bridge.training.datasets.synthetic import make_dataset, write_modality
 
 
 def _frame(n: int = 4, dim: int = 3) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latent_bridge.service.manifest import EdgeMetrics
+from latent_bridge.service.bundle.manifest import EdgeMetrics
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.selection import Board, _choose, _nested_r1
 from latent_bridge.training.translators import fit_linear, fit_linear_both

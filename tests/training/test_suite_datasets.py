@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latent_bridge.training.datasets import emoji, openclipart
-from latent_bridge.training.datasets.demo import sha256
+from latent_bridge.service.bundle.files import sha256_file as sha256
+from latent_bridge.training.datasets.builders import emoji, openclipart
 from latent_bridge.training.datasets.reader import load_modality
 
 SUITE = Path(__file__).resolve().parents[2] / "data" / "suite"
@@ -89,7 +89,7 @@ def test_openclipart_and_migration_build_from_few_drawings(tmp_path: Path, few_d
     _need_encoders()
     if shutil.which("rsvg-convert") is None:
         pytest.skip("rsvg-convert missing: apt-get install librsvg2-bin")
-    from latent_bridge.training.datasets import migration
+    from latent_bridge.training.datasets.builders import migration
 
     openclipart.build_openclipart(tmp_path / "oc", root=few_drawings)
     image, text = (load_modality(tmp_path / "oc" / f"{m}.parquet") for m in ("image", "text"))

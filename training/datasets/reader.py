@@ -1,4 +1,4 @@
-"""Read an embeddings dataset (DESIGN.md §1): one Parquet or NPZ file per modality.
+"""Read an embeddings dataset (docs/architecture.md, "Dataset"): one Parquet or NPZ file per modality.
 
 Each file has `id` (unique row id), `sample` (pairing key; rows of two modalities sharing a `sample`
 are a positive pair, and a key may repeat), `embedding` (fixed-dim floats) and optional payload columns.

@@ -1,0 +1,84 @@
+"""A request's query as one float32 matrix: decoded vectors, or raw text/images/sound run through the
+modality's encoder (``encoders.py``).
+
+Exactly one input is allowed per request. Raw input must be of the kind the modality's encoder takes
+(``"text"`` for a text encoder...); a modality without an encoder says which modalities have one.
+"""
+
+from __future__ import annotations
+
+from latent_bridge.service.api.schemas import Encoding, RawInput
+from latent_bridge.service.api.vectors import decode
+from latent_bridge.service.bundle.loader import Bundle
+from latent_bridge.service.engine.translate import Matrix
+from latent_bridge.service.errors import EmptyBatch, MalformedInput, NoEncoder, WrongInputKind
+from latent_bridge.service.inputs.rawinput import RawLimits
+from latent_bridge.service.settings import Settings
+
+RAW_KINDS = ("text", "image", "audio")
+
+
+def raw_limits(settings: Settings) -> RawLimits:
+    return RawLimits(
+        settings.max_raw_batch,
+        settings.max_media_bytes,
+        settings.max_image_pixels,
+        settings.max_audio_seconds,
+        settings.max_text_chars,
+    )
+
+
+def raw_kind(body: RawInput) -> str | None:
+    """The one raw field given, if any."""
+    given = [k for k in RAW_KINDS if getattr(body, k) is not None]
+    if len(given) > 1:
+        raise MalformedInput(f"give one input, not {' and '.join(given)}")
+    return given[0] if given else None
+
+
+def has_raw(body: RawInput) -> bool:
+    return any(getattr(body, k) is not None for k in RAW_KINDS)
+
+
+def embed_raw(bundle: Bundle, settings: Settings, modality: str, body: RawInput) -> Matrix:
+    """Embeddings of the raw input in ``body`` by the encoder of ``modality``."""
+    bundle.graph.require(modality)
+    kind = raw_kind(body)
+    if kind is None:
+        raise EmptyBatch("no input: give `text`, `image` or `audio`")
+    encoder = bundle.encoders.get(modality)
+    if encoder is None:
+        with_one = sorted(bundle.encoders)
+        raise NoEncoder(
+            f"modality {modality!r} has no encoder in this bundle, so it takes vectors only; "
+            f"modalities with an encoder: {', '.join(with_one) or 'none'}",
+            modality=modality,
+            encoders=with_one,
+        )
+    if kind != encoder.spec.input:
+        raise WrongInputKind(
+            f"modality {modality!r} embeds `{encoder.spec.input}` input, not `{kind}`",
+            expected=encoder.spec.input,
+            got=kind,
+        )
+    raw = getattr(body, kind)
+    assert raw is not None
+    return encoder.embed(raw, raw_limits(settings))
+
+
+def query_matrix(
+    bundle: Bundle,
+    settings: Settings,
+    modality: str,
+    body: RawInput,
+    vectors: list[list[float]] | str | None,
+    vector: list[float] | str | None,
+    encoding: Encoding,
+) -> Matrix:
+    """The request's query vectors: embedded raw input, or the decoded ``vector``/``vectors``."""
+    if has_raw(body):
+        if vectors is not None or vector is not None:
+            raise MalformedInput("give either vectors or raw input (text, image, audio), not both")
+        return embed_raw(bundle, settings, modality, body)
+    spec = bundle.modalities[modality]
+    return decode(vectors, vector, encoding, spec.name, spec.dim, settings.max_batch, settings.max_vector_length)

@@ -1,0 +1,125 @@
+"""Retrieval strategies: chain the query into the target space, search in a pivot's space, or fuse both.
+
+For a route from → … → pivot → to, ``chain`` translates the query all the way and searches the target
+gallery; ``pivot`` translates the query only to the pivot and searches the target's items translated into
+the pivot's space once, at bundle time (a pivot gallery, ``training/bundling/pivots.py``); ``fused`` searches both
+and ranks the union of the two candidate pools by the mean of the two centred cosines. On a direct edge
+from → to the pivot is ``from`` itself: the query is searched untranslated among the target's items
+translated by the reverse edge. Training chooses per edge and route on cross-validated R@1
+(``Manifest.routes``); a request may pin one.
+
+Pivot galleries follow their gallery's run-time writes (``Gallery.mirror_into``): a written item is
+translated into each pivot's space as it is written (and again when the log is replayed), a deleted one
+leaves them. CSLS leaves written items unadjusted (their neighbourhood term was never computed). A gallery
+served by Milvus has no in-process pivot galleries: its routes chain and say so, and a request that pins
+``pivot`` or ``fused`` is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+from latent_bridge.service.bundle.manifest import RetrievalStrategy, RouteStrategySpec
+from latent_bridge.service.engine.graph import Route
+from latent_bridge.service.errors import ServiceError
+from latent_bridge.service.galleries.backend import GalleryBackend, Hit
+
+POOL = 100  # candidates fetched from each space for ``fused``, whatever k (at least k)
+K = TypeVar("K", bound=Hashable)
+
+
+class StrategyUnavailable(ServiceError):
+    status, slug, title = 409, "strategy-unavailable", "Retrieval strategy unavailable for this route"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one request searches: the strategy, its pivot, the bundle's choice, and why it fell back."""
+
+    strategy: RetrievalStrategy
+    pivot: str | None
+    chosen: RouteStrategySpec | None
+    note: str | None = None
+
+    @property
+    def hubness(self) -> str:
+        """Hubness reduction of the pivot-space scores: the route's choice, for pivot and fused."""
+        return self.chosen.hubness if self.chosen and self.strategy != "chain" else "none"
+
+
+def pivot_unavailable(
+    route: Route, pivots: Mapping[tuple[str, str], GalleryBackend], target: GalleryBackend
+) -> str | None:
+    """Why ``route`` cannot search in a pivot's space, or None when it can."""
+    if len(route.path) < 2:
+        return "a search within one modality has no pivot"
+    to, pivot = route.path[-1], route.path[-2]
+    if (to, pivot) not in pivots:
+        return f"the bundle has no pivot gallery of {to!r} items in {pivot!r} space"
+    if not target.in_process:
+        return (f"the {to!r} gallery is served by {type(target).__name__}, out of process; pivot galleries are "
+                "in-process FAISS indexes of the bundle's items, so the query is chained")
+    return None
+
+
+def plan(
+    route: Route,
+    choices: Mapping[tuple[str, ...], RouteStrategySpec],
+    pivots: Mapping[tuple[str, str], GalleryBackend],
+    target: GalleryBackend,
+    pinned: RetrievalStrategy | None = None,
+) -> Plan:
+    """The strategy for ``route``: the pinned one (refused when it cannot run), else the bundle's choice for
+    this path (chain when none, or when pivot galleries are unavailable)."""
+    chosen = choices.get(route.path)
+    reason = pivot_unavailable(route, pivots, target)
+    wanted = pinned or (chosen.strategy if chosen else "chain")
+    if wanted == "chain":
+        return Plan("chain", None, chosen)
+    if reason is not None:
+        if pinned is not None:
+            raise StrategyUnavailable(f"strategy {pinned!r} is unavailable for route {list(route.path)}: {reason}",
+                                      route=list(route.path))
+        return Plan("chain", None, chosen, reason)
+    return Plan(wanted, route.path[-2], chosen)
+
+
+def fuse(chain: Sequence[tuple[K, float]], pivot: Sequence[tuple[K, float]]) -> list[tuple[K, float]]:
+    """The union of two candidate pools ranked by the mean of both scores, best first; an item missing from
+    one pool gets that pool's lowest score there (it scored at most that)."""
+    floor_c = min((s for _, s in chain), default=0.0)
+    floor_p = min((s for _, s in pivot), default=0.0)
+    c, p = dict(chain), dict(pivot)
+    fused = [(key, (c.get(key, floor_c) + p.get(key, floor_p)) / 2) for key in dict.fromkeys([*c, *p])]
+    return sorted(fused, key=lambda kv: -kv[1])
+
+
+def reduce_hubness(pool: Sequence[tuple[K, float]], means: Callable[[K], float], centre: float
+                   ) -> list[tuple[K, float]]:
+    """CSLS over a candidate pool: each score lowered by half its item's neighbourhood mean (less its mean
+    over the gallery, to keep the cosine's scale), best first. Ranks as 2·cos − r_item does."""
+    return sorted(((key, score - (means(key) - centre) / 2) for key, score in pool), key=lambda kv: -kv[1])
+
+
+def csls_hits(hits: list[Hit], rows: Callable[[str], int | None], means: np.ndarray) -> list[Hit]:
+    """``reduce_hubness`` over gallery hits; ``rows`` gives each item's row in ``means``, None for an item
+    written at run time, which is left unadjusted (its term is taken as the gallery's mean)."""
+    by_id = {h.id: h for h in hits}
+    centre = float(means.mean())
+
+    def term(item: str) -> float:
+        row = rows(item)
+        return centre if row is None else float(means[row])
+
+    ranked = reduce_hubness([(h.id, h.score) for h in hits], term, centre)
+    return [Hit(item, score, by_id[item].sample, by_id[item].payload) for item, score in ranked]
+
+
+def fuse_hits(chain: list[Hit], pivot: list[Hit], k: int) -> list[Hit]:
+    """``fuse`` over gallery hits; the hit keeps its payload, its score becomes the fused one."""
+    by_id = {h.id: h for h in [*pivot, *chain]}
+    ranked = fuse([(h.id, h.score) for h in chain], [(h.id, h.score) for h in pivot])[:k]
+    return [Hit(item, score, by_id[item].sample, by_id[item].payload) for item, score in ranked]
