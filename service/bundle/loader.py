@@ -210,6 +210,8 @@ def _open_hubness(bundle_dir: Path, manifest: Manifest, pivots: dict[tuple[str, 
         if r.hubness_file is None or r.hubness_sha256 is None:
             continue
         path = checked_file(bundle_dir, r.hubness_file, r.hubness_sha256)
+        if r.bank_file is not None and r.bank_sha256 is not None:  # read only when the gallery is rebuilt
+            checked_file(bundle_dir, r.bank_file, r.bank_sha256)
         pivot = pivots.get((r.target, r.pivot))
         means = np.load(path, allow_pickle=False)
         if pivot is None or means.dtype != np.float32 or means.shape != (pivot.size,):

@@ -228,6 +228,11 @@ def hubness_file(source: str, modality: str, pivot: str) -> str:
     return f"{INDEX_DIR}/{modality}.in-{pivot}.csls-{source}.npy"
 
 
+def bank_file(source: str, modality: str, pivot: str) -> str:
+    """The ``source`` training queries in ``pivot`` space that ``hubness_file`` is computed from."""
+    return f"{INDEX_DIR}/{modality}.in-{pivot}.csls-{source}.bank.npy"
+
+
 class PivotGallerySpec(_Strict):
     """A gallery's items translated once, at bundle time, into a pivot modality's space (row i = item i of
     the gallery it mirrors), so a routed query can be searched there instead of chained to the end."""
@@ -298,6 +303,11 @@ class RouteStrategySpec(_Strict):
         default=None, description="Per-item neighbourhood means (.npy, float32, row i = pivot gallery row i)."
     )
     hubness_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    bank_file: str | None = Field(
+        default=None, description="CSLS's query bank: the training queries translated into the pivot's space (.npy, "
+        "float32), from which the hubness file is computed again whenever the gallery is rebuilt (index, compact)."
+    )
+    bank_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
     def _hubness_file(self) -> RouteStrategySpec:
@@ -305,7 +315,24 @@ class RouteStrategySpec(_Strict):
             (self.hubness_file is None) != (self.hubness_sha256 is None)
         ):
             raise ValueError(f"route {self.source}→{self.target}: hubness 'csls' needs hubness_file and its sha256")
+        if (self.bank_file is None) != (self.bank_sha256 is None) or (self.bank_file and self.hubness != "csls"):
+            raise ValueError(f"route {self.source}→{self.target}: a CSLS bank needs its sha256 and hubness 'csls'")
         return self
+
+    def files(self) -> list[tuple[str, str]]:
+        """The route's own files (CSLS means and bank) with their sha256."""
+        pairs = [(self.hubness_file, self.hubness_sha256), (self.bank_file, self.bank_sha256)]
+        return [(f, h) for f, h in pairs if f is not None and h is not None]
+
+    @model_serializer(mode="wrap")
+    def _as_written_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave the bank out while there is none: a bundle written before it existed then serialises, and
+        so fingerprints, as it did (its run-time write log names that)."""
+        data: dict[str, Any] = handler(self)
+        if self.bank_file is None:
+            data.pop("bank_file", None)
+            data.pop("bank_sha256", None)
+        return data
 
 
 class Lineage(_Strict):

@@ -10,6 +10,7 @@ onnxruntime code, to make the held-out queries the search effort is tuned on.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -43,13 +44,15 @@ from latent_bridge.training.bundling.galleries import (
     write_gallery_files,
 )
 from latent_bridge.training.bundling.milvus_push import MilvusTarget, push_gallery
-from latent_bridge.training.bundling.pivots import build_pivot_gallery
+from latent_bridge.training.bundling.pivots import build_pivot_gallery, with_means
 from latent_bridge.training.bundling.tuning import choose_index_type, search_limits, tune, tune_elsewhere
 from latent_bridge.training.bundling.writer import package_versions, staged_bundle
 from latent_bridge.training.datasets.reader import load_modality
 
 QUERIES = 500
 DEFAULT_TARGET = 0.95
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -253,16 +256,24 @@ def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt
                     options: IndexOptions) -> Manifest:
     """Write the manifest with pivot galleries that mirror the new galleries: those of kept galleries are
     copied, those of rebuilt ones translated again from the new items (with the gallery's index type, their
-    effort tuned on their own). A rebuilt gallery's routes lose their CSLS term (its bank, the training
-    queries, is not at hand here)."""
+    effort tuned on their own). A rebuilt gallery's routes keep their strategy; their CSLS terms are computed
+    again from the route's bank against the new pivot gallery (a bundle written before banks existed loses
+    CSLS on those routes, with a warning)."""
     kept = [p for p in manifest.pivot_galleries if p.modality not in rebuilt]
-    routes = [r if r.target not in rebuilt else
-              r.model_copy(update={"hubness": "none", "hubness_file": None, "hubness_sha256": None})
-              for r in manifest.routes]
-    files = [f for p in kept for f in p.files()] + [(r.hubness_file, "") for r in routes if r.hubness_file]
-    for file, _ in files:
-        shutil.copyfile(parent_dir / file, staging / file)
     stale = [p for p in manifest.pivot_galleries if p.modality in rebuilt]
+    csls = {tuple(r.path): r for r in manifest.routes if r.target in rebuilt and r.hubness == "csls"}
+    for r in csls.values():
+        if r.bank_file is None:
+            log.warning("route %s keeps %s without CSLS: this bundle has no CSLS bank to rebuild its terms from "
+                        "(train it again to keep CSLS through index and compact)", "→".join(r.path), r.strategy)
+    routes = [r if tuple(r.path) not in csls else
+              r.model_copy(update={"hubness": "none", "hubness_file": None, "hubness_sha256": None,
+                                   "bank_file": None, "bank_sha256": None})
+              for r in manifest.routes]
+    files = [f for p in kept for f, _ in p.files()] + [f for r in manifest.routes for f, _ in r.files()
+                                                      if tuple(r.path) not in csls or f == r.bank_file]
+    for file in files:
+        shutil.copyfile(parent_dir / file, staging / file)
     update = {"pivot_galleries": kept, "routes": routes}
     manifest = Manifest.model_validate(manifest.model_copy(update=update).model_dump())
     write_manifest(manifest, staging)
@@ -275,7 +286,10 @@ def _pivots_rebuilt(staging: Path, parent_dir: Path, manifest: Manifest, rebuilt
              for p in stale]
     items = {g.modality: g for g in manifest.galleries}
     pivots = kept + [_pivot_tuned(staging, manifest, p, items[p.modality], parent_dir, options) for p in built]
-    manifest = Manifest.model_validate(manifest.model_copy(update={"pivot_galleries": pivots}).model_dump())
+    banked = {path: r for path, r in csls.items() if r.bank_file is not None}
+    routes = [with_means(staging, banked[tuple(r.path)]) if tuple(r.path) in banked else r for r in manifest.routes]
+    update = {"pivot_galleries": pivots, "routes": routes}
+    manifest = Manifest.model_validate(manifest.model_copy(update=update).model_dump())
     write_manifest(manifest, staging)
     return manifest
 

@@ -27,6 +27,7 @@ from latent_bridge.service.bundle.manifest import (
     RetrievalStrategy,
     RouteStrategySpec,
     StrategyScore,
+    bank_file,
     hubness_file,
     pivot_files,
 )
@@ -212,13 +213,25 @@ def choose_strategies(bundle: Bundle, data: Mapping[str, ModalityData], folds: l
 
 
 def with_hubness(staging: Path, bundle: Bundle, choice: RouteChoice) -> RouteStrategySpec:
-    """The route's spec, with its CSLS file when chosen: neighbourhood means of its (already written) pivot
-    gallery's rows against the bank translated to the pivot by the shipped translators."""
+    """The route's spec, with its CSLS files when chosen: the bank translated to the pivot by the shipped
+    translators (kept, so a rebuilt gallery gets its terms again) and the neighbourhood means of the (already
+    written) pivot gallery's rows against it."""
     route = choice.spec
     if choice.bank is None:
         return route
     head = bundle.graph.along(route.path[:-1], route.source, route.pivot)
     queries = run_route(bundle.translators, head, np.ascontiguousarray(choice.bank, np.float32), bundle.l2_inputs)
+    bank = bank_file(route.source, route.target, route.pivot)
+    np.save(staging / bank, queries)
+    return with_means(staging, route.model_copy(update={"bank_file": bank, "bank_sha256": sha256_file(staging / bank),
+                                                        "hubness": "csls"}))
+
+
+def with_means(staging: Path, route: RouteStrategySpec) -> RouteStrategySpec:
+    """``route`` with its CSLS means computed from its bank (in ``staging``) against its pivot gallery's rows
+    as written in ``staging`` now: at training, and again for a gallery rebuilt by ``index`` or ``compact``."""
+    assert route.bank_file is not None, "CSLS means come from a bank"
+    queries = np.load(staging / route.bank_file, allow_pickle=False)
     items = np.load(staging / pivot_files(route.target, route.pivot)["vectors"], mmap_mode="r")
     file = hubness_file(route.source, route.target, route.pivot)
     np.save(staging / file, neighbourhood_means(np.asarray(items), queries))

@@ -182,7 +182,7 @@ class Parent:
         files = [e.file for e in self.manifest.edges] + [f for g in self.manifest.galleries for f, _ in g.files()]
         if routes:
             files += [f for p in self.manifest.pivot_galleries for f, _ in p.files()]
-            files += [r.hubness_file for r in self.manifest.routes if r.hubness_file is not None]
+            files += [f for r in self.manifest.routes for f, _ in r.files()]
         for file in files:
             (staging / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.path / file, staging / file)
