@@ -11,14 +11,18 @@ the same test samples.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import torch
+from latent_bridge.service.bundle.loader import Bundle
 from latent_bridge.service.bundle.manifest import Manifest, edge_key, read_manifest
+from latent_bridge.service.errors import NoRoute
+from latent_bridge.training.bundling.pivots import RouteChoice, choose_strategies
 from latent_bridge.training.bundling.writer import Parent, write_bundle
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData, fingerprint, load_dataset, shared_samples
-from latent_bridge.training.train import train_pairs
+from latent_bridge.training.train import FoldMaps, plan_folds, train_pairs
 
 
 class GrowError(ValueError):
@@ -48,9 +52,39 @@ def _grow(parent_dir: Path, data_dir: Path, pairs: list[tuple[str, str]], cfg: T
     # the parent's hold-out, so grown edges keep out the same test samples
     cfg = dataclasses.replace(cfg, edges=pairs, holdout=parent_holdout(parent.manifest))
     torch.set_num_threads(cfg.threads)
-    artifacts = train_pairs(data, cfg)
+    maps: FoldMaps = {}
+    artifacts = train_pairs(data, cfg, maps)
     record = cfg.as_record() | {"grown_from": parent.manifest.name}
-    return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type, parent)
+    usable, _, folds = plan_folds(data, cfg)
+
+    def strategies(bundle: Bundle) -> list[RouteChoice]:
+        """Routes over the new edges chosen on this run's folds; the parent's choices kept where they hold."""
+        fresh = choose_strategies(bundle, data, folds, maps, usable) if cfg.pivots else []
+        return fresh + kept_routes(parent, bundle, {tuple(c.spec.path) for c in fresh})
+
+    return write_bundle(Path(cfg.out), data, artifacts, fingerprint(data), record, cfg.index_type, parent,
+                        strategies=strategies)
+
+
+def kept_routes(parent: Parent, bundle: Bundle, chosen: set[tuple[str, ...]]) -> list[RouteChoice]:
+    """The parent's route choices whose path is still the best route in the grown graph: their edges are
+    carried byte for byte, so the choice measured on the parent's folds still holds, and so do their CSLS
+    files (copied into the staged ``bundle``), the pivot gallery being rebuilt from the same rows and edge."""
+    kept = []
+    for route in parent.manifest.routes:
+        if tuple(route.path) in chosen:
+            continue
+        try:
+            best = bundle.graph.best(route.source, route.target).path
+        except NoRoute:
+            continue
+        if list(best) != route.path:
+            continue
+        for file, _ in route.files():
+            (bundle.path / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(parent.path / file, bundle.path / file)
+        kept.append(RouteChoice(route))
+    return kept
 
 
 def parent_holdout(manifest: Manifest) -> float:

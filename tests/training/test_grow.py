@@ -97,3 +97,21 @@ def test_parent_is_untouched(grown: tuple[Path, Path, Path]) -> None:
     manifest = json.loads((parent / "manifest.json").read_text())
     assert sorted(e["source"] + e["target"] for e in manifest["edges"]) == ["ab", "ba"]
     assert sorted(p.name for p in (parent / "translators").iterdir()) == ["a__b.onnx", "b__a.onnx"]
+
+
+def test_grown_bundle_keeps_the_parents_choices_and_chooses_for_the_new_edges(
+    grown: tuple[Path, Path, Path]
+) -> None:
+    """add-modality no longer sends every route to chain: the parent's choices whose route is unchanged are
+    carried as measured, and the new edges' routes are chosen on this run's folds."""
+    _, parent, child = grown
+    old = {tuple(r.path): r for r in read_manifest(parent).routes}
+    new = {tuple(r.path): r for r in read_manifest(child).routes}
+    assert old and set(old) <= set(new)
+    for path, route in old.items():
+        assert new[path] == route
+    assert {("b", "c"), ("c", "b")} <= set(new)
+    for path in (("b", "c"), ("c", "b")):
+        assert new[path].n_queries > 0 and new[path].scores
+    pivots = {(p.modality, p.pivot) for p in read_manifest(child).pivot_galleries}
+    assert {(r.target, r.pivot) for r in new.values() if r.strategy != "chain"} <= pivots

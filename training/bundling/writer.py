@@ -200,8 +200,8 @@ def write_bundle(
 ) -> Manifest:
     """Write a bundle from trained edges plus a gallery for each modality in ``data`` that lacks one.
 
-    With a ``parent``, its modalities, edges and galleries come first, unchanged, and the lineage says so
-    (its pivot galleries and route strategies are not carried: routes change with new edges).
+    With a ``parent``, its modalities, edges and galleries come first, unchanged, and the lineage says so;
+    its route strategies come back only through ``strategies`` (routes may change with new edges).
     ``strategies`` chooses each route's retrieval strategy from the staged bundle; the pivot galleries
     they need are built from it.
     """
