@@ -29,11 +29,7 @@ lint: install  ## ruff
 	$(BIN)/ruff check .
 
 typecheck: install  ## mypy (strict on service/), over the import tree latent_bridge.{service,training}
-	rm -rf .typecheck && mkdir -p .typecheck/latent_bridge
-	ln -s $(CURDIR)/latent_bridge/*.py .typecheck/latent_bridge/
-	ln -s $(CURDIR)/service .typecheck/latent_bridge/service
-	ln -s $(CURDIR)/training .typecheck/latent_bridge/training
-	$(BIN)/mypy .typecheck/latent_bridge
+	$(BIN)/mypy latent_bridge
 
 pytest: install  ## the whole test suite, slow tests included
 	$(BIN)/pytest -q
@@ -51,4 +47,4 @@ results: install  ## quality tables: bundles vs baselines fitted on the same pai
 	$(BIN)/python bench/quality.py
 
 clean:  ## remove the venv and trained bundles
-	rm -rf $(VENV) models/demo reports .typecheck
+	rm -rf $(VENV) models/demo reports

@@ -17,10 +17,15 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
+
+try:
+    import httpx
+except ModuleNotFoundError as missing:  # the client's one extra dependency
+    raise ModuleNotFoundError("latent_bridge.client needs httpx: pip install 'latent-bridge[client]'",
+                              name=missing.name) from missing
 
 from latent_bridge.service.api.schemas import (
     GraphResponse,

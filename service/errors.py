@@ -102,6 +102,14 @@ class InvalidWrite(ServiceError):
     status, slug, title = 422, "invalid-write", "Gallery write refused"
 
 
+class InvalidId(ServiceError):
+    status, slug, title = 422, "invalid-id", "Item id refused"
+
+
+class InvalidFilter(ServiceError):
+    status, slug, title = 422, "invalid-filter", "Payload filter refused"
+
+
 class WritesUnavailable(ServiceError):
     status, slug, title = 503, "writes-unavailable", "This server takes no gallery writes"
 

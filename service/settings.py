@@ -67,6 +67,25 @@ class Settings(BaseSettings):
         default=30, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may take to finish."
     )
     max_alternatives: int = Field(default=10, ge=0, le=100, description="Most alternative routes listed.")
+    max_id_bytes: int = Field(
+        default=1024,
+        ge=16,
+        le=65536,
+        description="Longest item id a request may name (retrieve by id, gallery items, writes), in UTF-8 "
+        "bytes; longer ones get 422 before any lookup (an id is hashed byte by byte to be found).",
+    )
+    max_request_id_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=16 * MiB,
+        description="Most bytes (UTF-8) of item ids in one request, all ids together; more get 422.",
+    )
+    max_where_values: int = Field(
+        default=1024, ge=1, le=1_000_000, description="Most values in one `where` filter, all columns together."
+    )
+    max_where_value_bytes: int = Field(
+        default=4096, ge=16, le=MiB, description="Longest string value of a `where` filter, in UTF-8 bytes."
+    )
     ort_threads: int = Field(
         default=1, ge=0, le=256, description="onnxruntime intra-op threads; 0 = its default."
     )

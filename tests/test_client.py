@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from latent_bridge.service.bundle.loader import load_bundle
-from latent_bridge.service.engine.translate import run_route
 from serverprocess import Server, running_server
 from testsettings import API_KEY
 from tinybundles import tiny_dataset, train_tiny
 
 from latent_bridge.client import AsyncLatentBridge, LatentBridge, ProblemError
+from latent_bridge.service.bundle.loader import load_bundle
+from latent_bridge.service.engine.translate import run_route
 
 DIMS = {"a": 8, "b": 6, "c": 4}
 pytestmark = pytest.mark.slow  # a real server process
@@ -106,3 +109,14 @@ def test_the_async_client_gives_the_same_answers(server: Server) -> None:
     with LatentBridge(server.base) as bridge:
         np.testing.assert_array_equal(vectors, bridge.translate(x, "a", "c").vectors)
     assert slug == "unknown-modality"
+
+
+def test_without_httpx_the_import_says_which_extra_to_install(tmp_path: Path) -> None:
+    """A blocked httpx (as if the client extra were not installed): one line naming the extra."""
+    (tmp_path / "httpx.py").write_text("raise ModuleNotFoundError('No module named httpx', name='httpx')\n")
+    code = "import latent_bridge.client"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=os.environ | {"PYTHONPATH": str(tmp_path)})
+    assert found.returncode != 0
+    assert found.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: latent_bridge.client needs httpx: pip install 'latent-bridge[client]'")
