@@ -37,8 +37,9 @@ def search_planned(
         means = bundle.hubness.get(route.path) if how.hubness == "csls" else None
         pool = max(k, POOL) if how.strategy == "fused" or means is not None else k
         in_pivot = pivoted.search(y, pool, options)
-        if means is not None:
-            in_pivot = [csls_hits(hits, pivoted.original_row, means) for hits in in_pivot]
+        if means is not None:  # each hit carries its base row: CSLS terms are read there, no id lookups
+            centre = float(means.mean())
+            in_pivot = [csls_hits(hits, means, centre) for hits in in_pivot]
         if how.strategy == "pivot":
             results = [hits[:k] for hits in in_pivot]
         else:

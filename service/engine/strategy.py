@@ -104,18 +104,14 @@ def reduce_hubness(pool: Sequence[tuple[K, float]], means: Callable[[K], float],
     return sorted(((key, score - (means(key) - centre) / 2) for key, score in pool), key=lambda kv: -kv[1])
 
 
-def csls_hits(hits: list[Hit], rows: Callable[[str], int | None], means: np.ndarray) -> list[Hit]:
-    """``reduce_hubness`` over gallery hits; ``rows`` gives each item's row in ``means``, None for an item
-    written at run time, which is left unadjusted (its term is taken as the gallery's mean)."""
-    by_id = {h.id: h for h in hits}
-    centre = float(means.mean())
-
-    def term(item: str) -> float:
-        row = rows(item)
-        return centre if row is None else float(means[row])
-
-    ranked = reduce_hubness([(h.id, h.score) for h in hits], term, centre)
-    return [Hit(item, score, by_id[item].sample, by_id[item].payload) for item, score in ranked]
+def csls_hits(hits: list[Hit], means: np.ndarray, centre: float | None = None) -> list[Hit]:
+    """``reduce_hubness`` over gallery hits, each item's term read at its base row (``Hit.row``, returned by
+    the search itself: no lookup by id); an item written at run time (row None) is left unadjusted (its term
+    is taken as the gallery's mean). ``centre``: ``means.mean()``, when the caller has it already."""
+    mid = float(means.mean()) if centre is None else centre
+    terms = [mid if h.row is None else float(means[h.row]) for h in hits]
+    ranked = reduce_hubness([(i, h.score) for i, h in enumerate(hits)], terms.__getitem__, mid)
+    return [Hit(hits[i].id, score, hits[i].sample, hits[i].payload, hits[i].row) for i, score in ranked]
 
 
 def fuse_hits(chain: list[Hit], pivot: list[Hit], k: int) -> list[Hit]:

@@ -13,18 +13,33 @@ from typing import Any, Protocol
 
 import numpy as np
 from latent_bridge.service.bundle.manifest import GallerySpec
-from latent_bridge.service.errors import EffortOutOfRange, InvalidWrite, UnknownPayloadColumn
-from latent_bridge.service.galleries.table import Where
+from latent_bridge.service.errors import (
+    EffortOutOfRange,
+    InvalidFilter,
+    InvalidId,
+    InvalidWrite,
+    UnknownPayloadColumn,
+    echo,
+)
+from latent_bridge.service.galleries.table import Where, WhereValue, utf8_size
 
 Matrix = np.ndarray
 
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 @dataclass(frozen=True)
 class Hit:
+    """One search result. ``row``: the item's row in the bundle's own files (what per-row terms computed at
+    bundle time, such as CSLS's, are indexed by); None for an item written at run time or a backend that
+    does not say. Not part of the HTTP answer."""
+
     id: str
     score: float
     sample: str
     payload: dict[str, Any]
+    row: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,12 +70,67 @@ def centred_units(x: Matrix, mean: Matrix | None) -> Matrix:
 
 
 def payload_per_id(n: int, payload: Sequence[Mapping[str, Any]] | None) -> Sequence[Mapping[str, Any]]:
-    """One payload object per written id (empty ones when none is given); ``InvalidWrite`` otherwise."""
+    """One payload object per written id (empty ones when none is given); ``InvalidWrite`` otherwise, and for
+    a string value holding a NUL character (no file name, uri or caption has one; a file API refuses it)."""
     if payload is None:
         return [{} for _ in range(n)]
     if len(payload) != n:
         raise InvalidWrite(f"{len(payload)} payload objects for {n} ids; give one per id (or none)")
+    for i, p in enumerate(payload):
+        for column, value in p.items():
+            if isinstance(value, str) and "\0" in value:
+                raise InvalidWrite(f"payload column {echo(column)} of item {i} holds a NUL character", item=i)
     return payload
+
+
+def check_ids(ids: Sequence[str], max_bytes: int, max_total: int) -> None:
+    """``InvalidId`` unless every id is valid UTF-8 of at most ``max_bytes`` bytes, free of NUL characters,
+    and all of them together at most ``max_total`` bytes: what bounds the cost of looking ids up (hashed
+    byte by byte) before any lookup runs. The id itself is never quoted back."""
+    total = 0
+    for i, item in enumerate(ids):
+        size = utf8_size(item) if len(item) <= max_bytes else len(item)  # a character is at least a byte
+        if size is None:
+            raise InvalidId(f"id {i} is not valid UTF-8 (it holds a lone surrogate)", index=i)
+        if size > max_bytes:
+            unit = "bytes" if len(item) <= max_bytes else "characters"
+            raise InvalidId(f"id {i} has {size} {unit}; an id may have at most {max_bytes} bytes (UTF-8)",
+                            index=i, limit=max_bytes, got=size)
+        if "\0" in item:
+            raise InvalidId(f"id {i} holds a NUL character", index=i)
+        total += size
+        if total > max_total:
+            raise InvalidId(f"the ids of this request have more than {max_total} bytes (UTF-8) together; "
+                            "send fewer ids per request", limit=max_total)
+
+
+def _where_values(wanted: WhereValue | Sequence[WhereValue]) -> list[WhereValue]:
+    return list(wanted) if isinstance(wanted, list | tuple) else [wanted]  # type: ignore[list-item]
+
+
+def check_where_values(where: Where | None, max_values: int | None = None, max_value_bytes: int | None = None
+                       ) -> None:
+    """``InvalidFilter`` for a ``where`` value no backend can compare: an integer outside the 64-bit range
+    (payload integers are int64 in Arrow and Milvus); and, where limits are given, more values than
+    ``max_values`` in all or a string value over ``max_value_bytes`` (UTF-8)."""
+    count = 0
+    for column, wanted in (where or {}).items():
+        values = _where_values(wanted)
+        count += len(values)
+        if max_values is not None and count > max_values:
+            raise InvalidFilter(f"`where` lists more than {max_values} values; the limit is {max_values}",
+                                limit=max_values)
+        for value in values:
+            if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+                raise InvalidFilter(
+                    f"a `where` value of column {echo(column)} is an integer outside the 64-bit range "
+                    "[-2^63, 2^63 - 1]; no payload column holds it")
+            if isinstance(value, str) and max_value_bytes is not None and len(value) > max_value_bytes // 4:
+                size = utf8_size(value) if len(value) <= max_value_bytes else len(value)
+                if size is None or size > max_value_bytes:
+                    raise InvalidFilter(
+                        f"a `where` value of column {echo(column)} is longer than {max_value_bytes} bytes (UTF-8) "
+                        "or not valid UTF-8", limit=max_value_bytes)
 
 
 def unknown_column(modality: str, column: str, columns: list[str]) -> UnknownPayloadColumn:

@@ -37,11 +37,12 @@ from latent_bridge.service.galleries.backend import (
     SearchOptions,
     WriteResult,
     centred_units,
+    check_where_values,
     payload_per_id,
     search_effort,
     unknown_column,
 )
-from latent_bridge.service.galleries.table import GalleryTable, Where, jsonable, open_table
+from latent_bridge.service.galleries.table import GalleryTable, Where, jsonable, open_table, payload_mask
 from latent_bridge.service.galleries.writelog import Record, WriteLog, writes_dir
 
 EMBEDDING_COLUMN = "embedding"
@@ -85,12 +86,17 @@ def _centring_mean(index: faiss.Index) -> Matrix | None:
     return None
 
 
-def _matches(payload: Mapping[str, Any], where: Where) -> bool:
-    for column, wanted in where.items():
-        values = list(wanted) if isinstance(wanted, list | tuple) else [wanted]
-        if payload.get(column) not in values:
-            return False
-    return True
+def _payload_table(payload: Sequence[Mapping[str, Any]], types: Mapping[str, pa.DataType]) -> pa.Table:
+    """Written items' payload as Arrow columns of the gallery's types (a column whose stored values do not
+    convert, e.g. timestamps kept as ISO strings, as strings), for ``payload_mask``."""
+    columns = {}
+    for column, kind in types.items():
+        values = [p.get(column) for p in payload]
+        try:
+            columns[column] = pa.array(values, type=kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            columns[column] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.table(columns)
 
 
 def _selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -100,9 +106,10 @@ def _selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
 
 
 class Delta:
-    """Items written at run time: raw rows, their centred unit rows in an exact index, ids and payload."""
+    """Items written at run time: raw rows, their centred unit rows in an exact index, ids and payload (as
+    Python objects, and as Arrow columns built on demand for filters)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, types: Mapping[str, pa.DataType]) -> None:
         self.index = faiss.IndexFlatIP(dim)
         self.raw = np.zeros((0, dim), np.float32)
         self.alive = np.zeros(0, bool)
@@ -110,6 +117,9 @@ class Delta:
         self.payload: list[dict[str, Any]] = []
         self.slots: dict[str, int] = {}
         self.live = 0
+        self.longest_id = 0  # UTF-8 bytes: a longer id cannot be here
+        self.types = dict(types)
+        self._table: tuple[int, pa.Table] | None = None  # the payload of the first n slots as Arrow columns
 
     def _grow(self, extra: int) -> None:
         n = len(self.ids)
@@ -134,6 +144,7 @@ class Delta:
         self.payload.extend(payload)
         self.slots.update((item, start + i) for i, item in enumerate(ids))
         self.live += len(ids)
+        self.longest_id = max([self.longest_id, *(len(item.encode("utf-8", "surrogatepass")) for item in ids)])
 
     def kill(self, item: str) -> bool:
         slot = self.slots.pop(item, None)
@@ -143,13 +154,43 @@ class Delta:
         self.live -= 1
         return True
 
-    def search(self, q: Matrix, want: int, where: Where | None) -> tuple[Matrix, np.ndarray] | None:
+    def payload_columns(self, n: int) -> pa.Table:
+        """The payload of slots ``0..n`` as Arrow columns; extends the cached table by the slots written since
+        it was built. Needs no lock: slots below ``n`` never change (a replaced item takes a new slot)."""
+        cached = self._table
+        if cached is not None and cached[0] >= n:
+            return cached[1] if cached[0] == n else cached[1].slice(0, n)
+        if cached is not None and cached[0] < n:
+            added = _payload_table(self.payload[cached[0] : n], self.types)
+            try:
+                table = pa.concat_tables([cached[1], added])
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                table = _payload_table(self.payload[:n], self.types)
+        else:
+            table = _payload_table(self.payload[:n], self.types)
+        if table.num_columns and table.column(0).num_chunks > 32:
+            table = table.combine_chunks()
+        self._table = (n, table)
+        return table
+
+    def matching(self, where: Where | None) -> np.ndarray | None:
+        """The slots whose payload matches ``where`` (None: no filter), over the slots written so far: call it
+        outside the gallery's lock, before ``search`` (which ANDs it with the live slots then)."""
+        if not where:
+            return None
+        n = len(self.payload)  # a write extends ids, then payload: these n slots are complete
+        return payload_mask(self.payload_columns(n), where) if n else np.zeros(0, bool)
+
+    def search(self, q: Matrix, want: int, matching: np.ndarray | None) -> tuple[Matrix, np.ndarray] | None:
+        """The ``want`` best live slots per query among ``matching`` (slots written after it was computed
+        are left out of a filtered search: they were written after the search began)."""
         n = len(self.ids)
         if self.live == 0:
             return None
         mask = self.alive[:n].copy()
-        if where:
-            mask &= np.fromiter((_matches(p, where) for p in self.payload), bool, count=n)
+        if matching is not None:
+            mask[len(matching) :] = False
+            mask[: len(matching)] &= matching
         if not mask.any():
             return None
         if mask.all():
@@ -188,7 +229,7 @@ class Gallery:
         self.vectors = vectors
         self._alive: np.ndarray | None = None  # base rows still served; None while all are
         self._base_live = table.size
-        self.delta = Delta(dim)
+        self.delta = Delta(dim, table.payload_types)
         self._lock = threading.Lock()  # the delta and the base mask
         self._write_lock = threading.Lock()  # one write at a time, so the log's order is the applied order
         self.log: WriteLog | None = None
@@ -313,6 +354,8 @@ class Gallery:
         )
 
     def get(self, item: str) -> tuple[Hit, Matrix]:
+        if len(item) > max(self.table.longest_id, self.delta.longest_id):  # at least a byte per character
+            raise self._unknown(item)
         with self._lock:
             slot = self.delta.slots.get(item)
             if slot is not None:
@@ -333,14 +376,10 @@ class Gallery:
             raise self._unknown(item)
         return row
 
-    def original_row(self, item: str) -> int | None:
-        """The item's row in the bundle's own files, None when it was written at run time (per-row terms
-        computed at bundle time, such as CSLS's, do not describe it)."""
-        return self._base_row(item)
-
     # -- search ------------------------------------------------------------------------------------
 
     def check_where(self, where: Where | None) -> None:
+        check_where_values(where)
         for column in where or {}:
             if column not in self.table.payload_types:
                 raise UnknownPayloadColumn(
@@ -435,8 +474,9 @@ class Gallery:
             for scores, rows in zip(base_scores, base_rows, strict=True)
         ]
         delta: dict[int, tuple[str, dict[str, Any]]] = {}
+        matching = self.delta.matching(o.where)  # outside the lock: writes never wait on a filter
         with self._lock:
-            found = self.delta.search(q, want, o.where)
+            found = self.delta.search(q, want, matching)
             if found is not None:
                 for i, (scores, slots) in enumerate(zip(*found, strict=True)):
                     for s, slot in zip(scores.tolist(), slots.tolist(), strict=True):
@@ -452,7 +492,7 @@ class Gallery:
             for score, kind, r in sorted(hits, key=lambda h: -h[0]):
                 item, sample, payload = base[r] if kind == 0 else (delta[r][0], "", delta[r][1])
                 if item != skip:
-                    out.append(Hit(item, score, sample, payload))
+                    out.append(Hit(item, score, sample, payload, r if kind == 0 else None))
             results.append(out[:k])
         return results
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from latent_bridge.service.bundle.files import checked_file
 from latent_bridge.service.bundle.manifest import BundleError, Manifest, MediaSpec
-from latent_bridge.service.errors import NoMedia
+from latent_bridge.service.errors import NoMedia, echo
 from latent_bridge.service.galleries.backend import GalleryBackend
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,23 @@ class Media:
             content_type, data = self.files[item]
             return data, content_type
         if self.root is None:
-            raise NoMedia(f"item {item!r} of {self.spec.modality!r} has no media here", modality=self.spec.modality)
+            raise NoMedia(f"item {echo(item)} of {self.spec.modality!r} has no media here", modality=self.spec.modality)
         relative = hit.payload.get(self.spec.column)
-        path = (self.root / relative).resolve() if isinstance(relative, str) and relative else None
-        if (
-            path is None
-            or not path.is_relative_to(self.root)
-            or path.suffix.lower() not in CONTENT_TYPES
-            or not path.is_file()
-        ):
-            raise NoMedia(f"item {item!r} of {self.spec.modality!r} has no media file", modality=self.spec.modality)
+        path = self._file(relative) if isinstance(relative, str) and relative and "\0" not in relative else None
+        if path is None:  # no name, a NUL in it (no file has one), outside the folder, or not a media file
+            raise NoMedia(f"item {echo(item)} of {self.spec.modality!r} has no media file", modality=self.spec.modality)
         return path.read_bytes(), CONTENT_TYPES[path.suffix.lower()]
+
+    def _file(self, relative: str) -> Path | None:
+        """The media file a payload names, resolved inside the folder; None when there is none there."""
+        assert self.root is not None
+        try:
+            path = (self.root / relative).resolve()
+            if path.is_relative_to(self.root) and path.suffix.lower() in CONTENT_TYPES and path.is_file():
+                return path
+        except (OSError, ValueError):  # a name too long for the file system, or one it cannot hold
+            return None
+        return None
 
 
 def _table(bundle_dir: Path, spec: MediaSpec) -> dict[str, tuple[str, bytes]]:

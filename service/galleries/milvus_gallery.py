@@ -37,6 +37,7 @@ from latent_bridge.service.galleries.backend import (
     SearchOptions,
     WriteResult,
     centred_units,
+    check_where_values,
     payload_per_id,
     search_effort,
     unknown_column,
@@ -273,6 +274,7 @@ class MilvusGallery:
     # -- search ------------------------------------------------------------------------------------
 
     def check_where(self, where: Where | None) -> None:
+        check_where_values(where)
         for column in where or {}:
             if column not in self.payload_columns():
                 raise UnknownPayloadColumn(

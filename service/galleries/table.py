@@ -23,21 +23,38 @@ from latent_bridge.service.bundle.manifest import BundleError
 RESERVED_COLUMNS = ("id", "sample", "embedding")
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
+FNV_OFFSET_INT, FNV_PRIME_INT, MASK64 = 0xCBF29CE484222325, 0x100000001B3, (1 << 64) - 1
+# ``hash_ids`` hashes in Python when the ids' total bytes are at most this many times the longest id's (a
+# numpy pass per byte position costs about as much as this many bytes hashed in Python)
+PYTHON_HASH_RATIO = 40
 WhereValue = str | int | float | bool | None
 Where = Mapping[str, WhereValue | Sequence[WhereValue]]
 
 
+def fnv1a(data: bytes) -> int:
+    """FNV-1a 64-bit hash of ``data``, one id at a time (about 0.1 µs a byte: cheaper than ``hash_ids``'
+    numpy passes, a few µs each, for a handful of short ids)."""
+    h = FNV_OFFSET_INT
+    for byte in data:
+        h = ((h ^ byte) * FNV_PRIME_INT) & MASK64
+    return h
+
+
 def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """FNV-1a 64-bit hash of each id's UTF-8 bytes, vectorised over the Arrow buffers (one pass per byte
-    position, none per row)."""
+    """FNV-1a 64-bit hash of each id's UTF-8 bytes: one numpy pass per byte position over all ids (none per
+    row) for many ids, or byte by byte in Python where that costs less (few ids, or one long one among
+    short ones: the numpy passes cost the longest id's length, the Python loop the total)."""
     array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     array = pc.cast(array, pa.large_string())
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
     data = array.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     starts, lengths = offsets[:-1], np.diff(offsets)
-    hashes = np.full(len(array), FNV_OFFSET, dtype=np.uint64)
     longest = int(lengths.max()) if len(lengths) else 0
+    if int(lengths.sum()) <= PYTHON_HASH_RATIO * longest:
+        spans = zip(starts.tolist(), lengths.tolist(), strict=True)
+        return np.array([fnv1a(raw[s : s + n].tobytes()) for s, n in spans], dtype=np.uint64)
+    hashes = np.full(len(array), FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(longest):
             live = np.flatnonzero(lengths > j)
@@ -47,7 +64,16 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def hash_id(item: str) -> np.uint64:
-    return hash_ids(pa.array([item], pa.string()))[0]  # type: ignore[no-any-return]
+    """``hash_ids`` of one id (``UnicodeEncodeError`` for a string that is not valid UTF-8)."""
+    return np.uint64(fnv1a(item.encode("utf-8")))
+
+
+def utf8_size(item: str) -> int | None:
+    """The id's length in UTF-8 bytes, or None when it cannot be UTF-8 (a lone surrogate from JSON)."""
+    try:
+        return len(item.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
 
 
 def build_lookup(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -84,13 +110,29 @@ class GalleryTable:
         self.has_sample = "sample" in table.column_names
         self.batches = table.to_batches()
         self.batch_starts = np.cumsum([0] + [b.num_rows for b in self.batches])[:-1].astype(np.int64)
+        self._longest_id: int | None = None
 
     @property
     def size(self) -> int:
         return int(self.table.num_rows)
 
+    @property
+    def longest_id(self) -> int:
+        """The longest id's length in UTF-8 bytes (computed once, by an Arrow kernel over the offsets): a
+        longer id cannot be in the table, so it is never hashed."""
+        if self._longest_id is None:
+            longest = pc.max(pc.binary_length(self.ids)).as_py() if self.size else 0
+            self._longest_id = int(longest or 0)
+        return self._longest_id
+
     def row_of(self, item: str) -> int | None:
-        """The row holding ``item``, or None; equal hashes are told apart by the id itself."""
+        """The row holding ``item``, or None; equal hashes are told apart by the id itself. An id longer than
+        any in the table (or not UTF-8) costs nothing."""
+        if len(item) > self.longest_id:  # at least one byte per character
+            return None
+        size = utf8_size(item)
+        if size is None or size > self.longest_id:
+            return None
         h = hash_id(item)
         start = int(np.searchsorted(self.hashes, h, side="left"))
         for i in range(start, self.size):
@@ -103,9 +145,11 @@ class GalleryTable:
 
     def rows_of(self, items: Sequence[str]) -> np.ndarray:
         """Rows of the ids that are present (a vectorised ``row_of`` for batches of writes)."""
+        longest = self.longest_id
+        items = [item for item in items if len(item) <= longest and (utf8_size(item) or longest + 1) <= longest]
         if not items or not self.size:
             return np.zeros(0, np.int64)
-        hashes = hash_ids(pa.array(list(items), pa.string()))
+        hashes = hash_ids(pa.array(items, pa.string()))
         at = np.minimum(np.searchsorted(self.hashes, hashes), self.size - 1)
         found = [self.row_of(item) for item, hit in zip(items, self.hashes[at] == hashes, strict=True) if hit]
         return np.array([r for r in found if r is not None], dtype=np.int64)
@@ -141,22 +185,28 @@ class GalleryTable:
 
     def mask(self, where: Where) -> np.ndarray:
         """Boolean mask of the rows whose payload matches every condition (equality, or ``in`` a list)."""
-        keep = np.ones(self.size, dtype=bool)
-        for column, wanted in where.items():
-            values = list(wanted) if isinstance(wanted, list | tuple) else [wanted]
-            data = self.table.column(column)
-            present = [v for v in values if v is not None]
-            try:
-                hit = pc.is_in(data, value_set=pa.array(present, type=data.type)) if present else None
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                hit = None  # a value that cannot be of this column's type matches nothing
-            column_mask = (
-                np.zeros(self.size, bool) if hit is None else hit.to_numpy(zero_copy_only=False).astype(bool)
-            )
-            if None in values:
-                column_mask |= pc.is_null(data).to_numpy(zero_copy_only=False).astype(bool)
-            keep &= column_mask
-        return keep
+        return payload_mask(self.table, where)
+
+
+def payload_mask(table: pa.Table, where: Where) -> np.ndarray:
+    """Boolean mask of ``table``'s rows whose payload matches every condition of ``where`` (equality, or
+    ``in`` a list; None matches a null), as Arrow kernels over whole columns: the base table's filter and
+    that of the items written at run time."""
+    size = table.num_rows
+    keep = np.ones(size, dtype=bool)
+    for column, wanted in where.items():
+        values = list(wanted) if isinstance(wanted, list | tuple) else [wanted]
+        data = table.column(column)
+        present = [v for v in values if v is not None]
+        try:
+            hit = pc.is_in(data, value_set=pa.array(present, type=data.type)) if present else None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            hit = None  # a value that cannot be of this column's type matches nothing
+        column_mask = np.zeros(size, bool) if hit is None else hit.to_numpy(zero_copy_only=False).astype(bool)
+        if None in values:
+            column_mask |= pc.is_null(data).to_numpy(zero_copy_only=False).astype(bool)
+        keep &= column_mask
+    return keep
 
 
 def _mapped_table(path: Path) -> pa.Table:

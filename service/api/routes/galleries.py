@@ -24,7 +24,7 @@ from latent_bridge.service.api.schemas import (
 )
 from latent_bridge.service.api.vectors import decode
 from latent_bridge.service.errors import InvalidWrite, WriteFailed, WritesUnavailable
-from latent_bridge.service.galleries.backend import GalleryBackend
+from latent_bridge.service.galleries.backend import GalleryBackend, check_ids
 from starlette.concurrency import run_in_threadpool
 
 reader = APIRouter(prefix="/galleries", tags=["retrieval"])
@@ -65,14 +65,21 @@ async def get_gallery(served: ServedDep, modality: ModalityPath) -> GalleryInfo:
 
 
 @reader.get(
-    "/{modality}/items/{item}", response_model=Item, responses=problems(404, 422, 503), summary="A stored item"
+    "/{modality}/items/{item:path}", response_model=Item, responses=problems(404, 422, 503), summary="A stored item"
 )
 async def get_item(
     served: ServedDep,
     modality: ModalityPath,
-    item: Annotated[str, Path(description="The item's id.", examples=["img-1001"])],
+    item: Annotated[
+        str,
+        Path(
+            description="The item's id; it may hold `/` (sent as is or as `%2F`).",
+            examples=["image:animals/mammals/dogs/dog"],
+        ),
+    ],
 ) -> Item:
     """The item's payload and raw embedding, as stored in the bundle or written since."""
+    check_ids([item], served.settings.max_id_bytes, served.settings.max_request_id_bytes)
     hit, vector = await run_in_threadpool(served.bundle.gallery(modality).get, item)  # may ask Milvus
     return Item(id=hit.id, sample=hit.sample, payload=hit.payload, vector=vector[0].tolist())
 
@@ -89,6 +96,9 @@ def _writable(served: Served, modality: str) -> GalleryBackend:
 def upsert_items(served: Served, modality: str, body: ItemsUpsert) -> WriteResponse:
     gallery = _writable(served, modality)
     limits = served.settings
+    if len(body.ids) > limits.max_batch:
+        raise InvalidWrite(f"{len(body.ids)} ids in one write; the limit is {limits.max_batch}")
+    check_ids(body.ids, limits.max_id_bytes, limits.max_request_id_bytes)
     if isinstance(body.vectors, list) and len(body.vectors) != len(body.ids):
         raise InvalidWrite(f"{len(body.ids)} ids for {len(body.vectors)} vectors; give one id per vector")
     x = decode(body.vectors, None, body.encoding, modality, gallery.dim, limits.max_batch, limits.max_vector_length)
@@ -103,6 +113,7 @@ def delete_items(served: Served, modality: str, body: ItemsDelete) -> WriteRespo
     gallery = _writable(served, modality)
     if len(body.ids) > served.settings.max_batch:
         raise InvalidWrite(f"{len(body.ids)} ids in one delete; the limit is {served.settings.max_batch}")
+    check_ids(body.ids, served.settings.max_id_bytes, served.settings.max_request_id_bytes)
     try:
         result = gallery.delete(body.ids)
     except OSError as exc:

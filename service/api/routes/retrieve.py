@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from latent_bridge.service.api import examples
@@ -26,7 +26,7 @@ from latent_bridge.service.engine.graph import Route
 from latent_bridge.service.engine.retrieval import retrieve
 from latent_bridge.service.engine.translate import Matrix
 from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors
-from latent_bridge.service.galleries.backend import GalleryBackend, SearchOptions
+from latent_bridge.service.galleries.backend import GalleryBackend, Hit, SearchOptions, check_ids, check_where_values
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -50,6 +50,11 @@ def inline(served: Served, route: Route, gallery: GalleryBackend, values: int) -
     flat = gallery.spec.index_type == "flat"
     search_work = rows * gallery.size * served.bundle.modalities[gallery.modality].dim if flat else 0
     return search_work <= INLINE_SEARCH_WORK and served.inline(route, source, values)
+
+
+def rendered(hit: Hit) -> dict[str, Any]:
+    """A hit as the API answers it (its base row stays inside the service)."""
+    return {"id": hit.id, "score": hit.score, "sample": hit.sample, "payload": hit.payload}
 
 
 def search(
@@ -76,7 +81,9 @@ def search(
             "pivot": how.pivot,
             "strategy_note": how.note,
             "hubness": how.hubness,
-            "results": [{"query": q, "hits": hits} for q, hits in zip(queries, results, strict=True)],
+            "results": [
+                {"query": q, "hits": [rendered(h) for h in hits]} for q, hits in zip(queries, results, strict=True)
+            ],
         }
     )
 
@@ -114,6 +121,7 @@ async def retrieve_by_id(
     """Take item `id` of the `from` gallery, translate it along the best route to `to` and return the `k`
     nearest items of the `to` gallery with their scores and payloads. `from == to` is plain search."""
     check_k(k, served.settings.max_k)
+    check_ids([item], served.settings.max_id_bytes, served.settings.max_request_id_bytes)
     route = served.bundle.graph.resolve(source, target)
     query_gallery, gallery = served.bundle.gallery(source), served.bundle.gallery(target)
     options = SearchOptions(exclude=[item] if exclude_self else None, effort=effort)
@@ -158,7 +166,13 @@ async def retrieve_by_vectors(
     `from` to `to` (best or pinned route) and return the `k` nearest items of the `to` gallery per query,
     optionally only those whose payload matches `where`. Instead of vectors, raw `text`, `image` or `audio`
     (base64, or multipart/form-data uploads) is embedded first by the `from` modality's encoder."""
-    check_k(body.k, served.settings.max_k)
+    limits = served.settings
+    check_k(body.k, limits.max_k)
+    if body.ids is not None:  # bounded before any lookup (ids are hashed byte by byte to be found)
+        if len(body.ids) > limits.max_batch:
+            raise BatchTooLarge(got=len(body.ids), limit=limits.max_batch)
+        check_ids(body.ids, limits.max_id_bytes, limits.max_request_id_bytes)
+    check_where_values(body.where, limits.max_where_values, limits.max_where_value_bytes)
     served.bundle.graph.require(body.source)
     gallery = served.bundle.gallery(body.target)
     route = served.bundle.graph.resolve(body.source, body.target, body.path)
