@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from latent_bridge.corpus import DEFAULT_BATCH, list_column, translate_corpus  # noqa: E402
 from latent_bridge.service.bundle.loader import load_bundle  # noqa: E402
 from latent_bridge.service.engine.translate import run_route  # noqa: E402
-
-from latent_bridge.corpus import DEFAULT_BATCH, list_column, translate_corpus  # noqa: E402
 
 
 def make_corpus(bundle: Path, source: str, rows: int, out: Path) -> np.ndarray:

@@ -59,10 +59,9 @@ def translate_corpus(
     progress: bool = True,
 ) -> CorpusTranslation:
     """Translate every row of ``corpus`` from ``source`` to ``target``; write ``out`` batch by batch."""
-    from tqdm import tqdm
-
     from latent_bridge.service.bundle.loader import load_bundle
     from latent_bridge.service.engine.translate import run_route
+    from tqdm import tqdm
 
     started = time.perf_counter()
     bundle = load_bundle(Path(bundle_dir))

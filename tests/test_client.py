@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverprocess import Server, running_server
-from testsettings import API_KEY
-from tinybundles import tiny_dataset, train_tiny
-
 from latent_bridge.client import AsyncLatentBridge, LatentBridge, ProblemError
 from latent_bridge.service.bundle.loader import load_bundle
 from latent_bridge.service.engine.translate import run_route
+from serverprocess import Server, running_server
+from testsettings import API_KEY
+from tinybundles import tiny_dataset, train_tiny
 
 DIMS = {"a": 8, "b": 6, "c": 4}
 pytestmark = pytest.mark.slow  # a real server process

@@ -14,8 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-LINEAR_KINDS = ("identity", "centroid", "procrustes", "ridge", "cca")
-
 
 @dataclass(frozen=True)
 class SpaceStats:

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from gallerycorpus import CORPUS_ROWS, TRAINING_ROWS, Served, settings_for
-from latent_bridge.service.api.app import create_app
-
 from latent_bridge.cli import main
+from latent_bridge.service.api.app import create_app
 
 
 def manifest(bundle: Path) -> dict:  # type: ignore[type-arg]

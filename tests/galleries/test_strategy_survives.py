@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from gallerycorpus import API_KEY
-from testsettings import settings_for
-
 from latent_bridge.cli import main
 from latent_bridge.service.api.app import create_app
 from latent_bridge.service.bundle.loader import load_bundle
 from latent_bridge.service.bundle.manifest import RouteStrategySpec, read_manifest, write_manifest
 from latent_bridge.training.bundling.pivots import RouteChoice, with_hubness
 from latent_bridge.training.datasets.reader import load_modality
+from testsettings import settings_for
 
 CSLS_K = 10
 KEYED = {"X-API-Key": API_KEY}

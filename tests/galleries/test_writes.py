@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from gallerycorpus import API_KEY, CORPUS_ROWS, Served, settings_for
+from latent_bridge.cli import main
 from latent_bridge.service.api.app import create_app
 from latent_bridge.service.bundle.loader import load_bundle
 from latent_bridge.service.galleries.writelog import WriteLog, writes_dir
 from serverprocess import running_server
-
-from latent_bridge.cli import main
 
 KEYED = {"X-API-Key": API_KEY}
 RNG = np.random.default_rng(7)

@@ -34,11 +34,10 @@ def missing() -> str | None:
 
 
 def build(root: Path) -> EncoderBundles:
+    from latent_bridge.demo import DEMO_EDGES
     from latent_bridge.training.config import TrainConfig
     from latent_bridge.training.encoders_export import with_encoders
     from latent_bridge.training.train import train
-
-    from latent_bridge.demo import DEMO_EDGES
 
     translators = root / "translators"
     train(TrainConfig(data=DEMO_DATA, out=translators, edges=DEMO_EDGES, progress=False))

