@@ -150,6 +150,55 @@ def cmd_compact(args: argparse.Namespace) -> None:
     _print_galleries(manifest, args.out, manifest.lineage.new_galleries)
 
 
+def _write_log(bundle: Path, modality: str) -> tuple[ManifestLike, Path]:
+    from latent_bridge.service.bundle.manifest import read_manifest
+    from latent_bridge.service.galleries.writelog import writes_dir
+
+    manifest = read_manifest(bundle)
+    galleries = [g.modality for g in manifest.galleries]
+    if modality not in galleries:
+        fail(f"{bundle}: no gallery for modality {modality!r} (galleries: {', '.join(galleries) or 'none'})")
+    return manifest, writes_dir(bundle) / f"{modality}.log"
+
+
+def cmd_writelog_check(args: argparse.Namespace) -> None:
+    """Print what each gallery's write log holds; exit 2 naming the first damage, as a start would refuse."""
+    from latent_bridge.service.bundle.manifest import read_manifest
+    from latent_bridge.service.galleries.writelog import ack_path, describe, inspect_log, writes_dir
+
+    manifest = read_manifest(args.bundle)
+    modalities = [args.modality] if args.modality else [g.modality for g in manifest.galleries]
+    paths = [_write_log(args.bundle, m)[1] for m in modalities]
+    if not args.modality:
+        paths = [p for p in paths if p.exists() or ack_path(p).exists()]
+        if not paths:
+            print(f"{writes_dir(args.bundle)}: no write logs")
+    damage = []
+    for path in paths:
+        report = inspect_log(path, manifest.fingerprint)
+        print("\n".join(describe(report)), flush=True)
+        if report.damage is not None:
+            damage.append(report.damage)
+    if damage:
+        more = f" (and {len(damage) - 1} more damaged logs)" if len(damage) > 1 else ""
+        fail(f"{damage[0]}{more}")
+
+
+def cmd_writelog_repair(args: argparse.Namespace) -> None:
+    """Salvage a log's whole records up to its first damage into a new log; the original stays as it is."""
+    from latent_bridge.service.galleries.writelog import ack_path, describe, salvage
+
+    manifest, path = _write_log(args.bundle, args.modality)
+    if not path.exists():
+        fail(f"{path}: no write log to repair")
+    report = salvage(path, args.out, manifest.fingerprint)
+    print("\n".join(describe(report)))
+    print(f"wrote {args.out} and {ack_path(args.out)}: {report.records} writes, {report.end} bytes "
+          f"(left out: {report.size - report.end} bytes from byte {report.end})")
+    print(f"to serve it: stop the server, then move {args.out} over {path} and {ack_path(args.out)} over "
+          f"{ack_path(path)}")
+
+
 def _print_galleries(manifest: ManifestLike, out: Path, names: list[str]) -> None:
     print(f"wrote bundle {out}")
     for g in manifest.galleries:
@@ -393,6 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
     _gallery_options(compact, "--index-type", default_help="same (each gallery keeps its type)")
     compact.add_argument("--quiet", action="store_true", help="no progress bars")
     compact.set_defaults(func=cmd_compact)
+
+    wl = sub.add_parser("writelog", help="check a bundle's run-time write logs, or salvage a damaged one")
+    wl_sub = wl.add_subparsers(dest="action", required=True)
+    check = wl_sub.add_parser("check", help="what each write log holds; exit 2 at damage (a start would refuse)")
+    check.add_argument("bundle", type=Path, help="the bundle whose <bundle>.writes/ logs to read")
+    check.add_argument("--modality", default=None, help="only this gallery's log (default: every gallery's)")
+    check.set_defaults(func=cmd_writelog_check)
+    repair = wl_sub.add_parser("repair", help="copy a log's whole records up to its first damage into a new log")
+    repair.add_argument("bundle", type=Path, help="the bundle whose <bundle>.writes/<modality>.log to salvage")
+    repair.add_argument("--modality", required=True)
+    repair.add_argument("--out", type=Path, required=True,
+                        help="the new log (its marker goes to <out>.ack); never an existing file")
+    repair.set_defaults(func=cmd_writelog_repair)
 
     ev = sub.add_parser("eval", help="recompute a bundle's metrics on a dataset and write a report")
     ev.add_argument("--bundle", type=Path, required=True)
