@@ -216,3 +216,22 @@ class RequestTimeout(ServiceError):
 
 class NotReady(ServiceError):
     status, slug, title = 503, "not-ready", "No bundle loaded"
+
+
+class UnsupportedFormat(ServiceError):
+    status, slug, title = 415, "unsupported-format", "Image or audio format not accepted"
+
+
+class EncodersBusy(ServiceError):
+    """Every encoder slot is taken (``max_concurrent_encodes``): retry after ``retry_after`` seconds."""
+
+    status, slug, title = 503, "encoders-busy", "Every encoder is busy"
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"{limit} raw inputs are being embedded already, the most this server runs at once; "
+            f"retry in {retry_after} s",
+            limit=limit,
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -109,6 +110,20 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=10_000, ge=1, description="Longest raw text accepted, in characters.")
     encoder_threads: int = Field(
         default=1, ge=0, le=256, description="Threads per encoder (onnxruntime, CTranslate2); 0 = their default."
+    )
+    max_concurrent_encodes: int = Field(
+        default_factory=lambda: 2 * (os.cpu_count() or 1),
+        ge=1,
+        le=1024,
+        description="Most requests embedding raw input at once (per worker process; default twice the cores); "
+        "more get 503 with Retry-After at once instead of queueing behind them.",
+    )
+    encode_batch: int = Field(
+        default=4,
+        ge=1,
+        le=10_000,
+        description="Raw items an encoder runs through its model at once; a larger request is run in batches "
+        "of this many, which bounds the memory one request takes (and keeps)."
     )
     max_manifest_bytes: int = Field(
         default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."

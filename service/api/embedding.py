@@ -3,28 +3,79 @@ modality's encoder (``encoders.py``).
 
 Exactly one input is allowed per request. Raw input must be of the kind the modality's encoder takes
 (``"text"`` for a text encoder...); a modality without an encoder says which modalities have one.
+
+At most ``max_concurrent_encodes`` requests run an encoder at once in this process; one more is answered 503
+with Retry-After at once (``EncodersBusy``) rather than queued, since a queue of encoder runs only turns into
+504s and memory held for callers that have gone. Each run stops at its deadline (``request_timeout``).
 """
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from latent_bridge.service.api.schemas import Encoding, RawInput
 from latent_bridge.service.api.vectors import decode
 from latent_bridge.service.bundle.loader import Bundle
 from latent_bridge.service.engine.translate import Matrix
-from latent_bridge.service.errors import EmptyBatch, MalformedInput, NoEncoder, WrongInputKind
+from latent_bridge.service.errors import EmptyBatch, EncodersBusy, MalformedInput, NoEncoder, WrongInputKind
 from latent_bridge.service.inputs.rawinput import RawLimits
 from latent_bridge.service.settings import Settings
 
 RAW_KINDS = ("text", "image", "audio")
+RETRY_AFTER_SECONDS = 1
+
+# One gate per limit, shared by every app of the process: the memory and cores encoders use are the process's.
+_gates: dict[int, threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or nothing where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return lambda: None
+    return lambda: None if trim(0) else None
+
+
+_trim = _malloc_trim()
+
+
+@contextmanager
+def encoder_slot(limit: int) -> Iterator[None]:
+    """Hold one of ``limit`` encoder slots for the block, or raise ``EncodersBusy`` at once. After the block the
+    heap's free pages go back to the OS (about 0.2 ms): each worker thread has its own malloc arena, which
+    otherwise keeps the peak of the largest request it ever embedded (a burst of long texts: +700 MB idle)."""
+    with _gates_lock:
+        gate = _gates.setdefault(limit, threading.BoundedSemaphore(limit))
+    if not gate.acquire(blocking=False):
+        raise EncodersBusy(limit, RETRY_AFTER_SECONDS)
+    try:
+        yield
+    finally:
+        gate.release()
+        _trim()
 
 
 def raw_limits(settings: Settings) -> RawLimits:
+    """The request's limits; its deadline starts now and lasts ``request_timeout``."""
     return RawLimits(
         settings.max_raw_batch,
         settings.max_media_bytes,
         settings.max_image_pixels,
         settings.max_audio_seconds,
         settings.max_text_chars,
+        batch=settings.encode_batch,
+        deadline=time.monotonic() + settings.request_timeout,
+        timeout=settings.request_timeout,
     )
 
 
@@ -63,7 +114,8 @@ def embed_raw(bundle: Bundle, settings: Settings, modality: str, body: RawInput)
         )
     raw = getattr(body, kind)
     assert raw is not None
-    return encoder.embed(raw, raw_limits(settings))
+    with encoder_slot(settings.max_concurrent_encodes):
+        return encoder.embed(raw, raw_limits(settings))
 
 
 def query_matrix(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,10 +51,14 @@ def _require(module: str, package: str, modality: str) -> Any:
 
 
 def _session(path: Path, threads: int, modality: str) -> Any:
+    """An encoder's session, without onnxruntime's CPU memory arena: the arena keeps the peak of the largest
+    batch ever run (a burst of long texts left the process 1.9 GB larger while idle), freed memory goes back
+    to the allocator instead."""
     ort = _require("onnxruntime", "onnxruntime", modality)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a bad model
@@ -75,6 +80,9 @@ class TextEncoder:
 
     def embed(self, raw: str | list[str], limits: RawLimits) -> Matrix:
         encodings = self.tokenizer.encode_batch(texts(raw, limits))
+        return _batched(len(encodings), limits, lambda rows: self._run([encodings[r] for r in rows]))
+
+    def _run(self, encodings: list[Any]) -> Matrix:
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), np.int64)
         mask = np.zeros_like(ids)
@@ -95,7 +103,8 @@ class ImageEncoder:
         self.session = _session(files["model"], threads, spec.modality)
 
     def pixels(self, image: Any) -> np.ndarray:
-        """(3, size, size) float32: padded to a square on the background, resized, shifted and scaled."""
+        """(3, size, size) float32: padded to a square on the background, resized, shifted and scaled
+        (``read_image(..., square=True)`` has checked the square's size)."""
         side = max(image.size)
         canvas = self.image_mod.new("RGB", (side, side), self.pre.background)
         canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
@@ -104,9 +113,16 @@ class ImageEncoder:
         return ((resized - self.pre.offset) / self.pre.scale).transpose(2, 0, 1)
 
     def embed(self, raw: str | list[str], limits: RawLimits) -> Matrix:
+        """One image decoded at a time (only its small resized pixels are kept), the model run in batches."""
         data = file_bytes(raw, "image", limits)
-        images = [read_image(d, i, limits.max_image_pixels, self.pre.background) for i, d in enumerate(data)]
-        batch = np.ascontiguousarray(np.stack([self.pixels(img) for img in images]))
+        return _batched(len(data), limits, lambda rows: self._run([self._load(data[i], i, limits) for i in rows]))
+
+    def _load(self, data: bytes, i: int, limits: RawLimits) -> np.ndarray:
+        limits.check_deadline()
+        return self.pixels(read_image(data, i, limits.max_image_pixels, self.pre.background, square=True))
+
+    def _run(self, pixels: list[np.ndarray]) -> Matrix:
+        batch = np.ascontiguousarray(np.stack(pixels))
         out: Matrix = self.session.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
         return out
 
@@ -160,10 +176,21 @@ class WhisperEncoder:
         data = file_bytes(raw, "audio", limits)
         rows = []
         for i, d in enumerate(data):
+            limits.check_deadline()
             mel, real = self.features(read_audio(d, i, self.pre.sample_rate, limits.max_audio_seconds))
             hidden = self.model.encode(self.ct2.StorageView.from_array(mel[None]), to_cpu=True)
             rows.append(np.asarray(hidden, dtype=np.float32)[0, :real].mean(axis=0))
         return np.stack(rows).astype(np.float32, copy=False)
+
+
+def _batched(count: int, limits: RawLimits, run: Callable[[range], Matrix]) -> Matrix:
+    """``run`` over the rows in batches of ``limits.batch``, the deadline checked before each batch: the
+    memory a request takes is one batch's, and a request past its deadline stops at the next batch."""
+    parts = []
+    for start in range(0, count, limits.batch):
+        limits.check_deadline()
+        parts.append(run(range(start, min(start + limits.batch, count))))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 KINDS: dict[str, type[TextEncoder] | type[ImageEncoder] | type[WhisperEncoder]] = {
