@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 from latent_bridge.service.bundle.loader import Bundle, load_bundle
 from latent_bridge.service.engine.graph import ModalityGraph
+from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training.bundling.pivots import VARIANTS, bank_rows, score_strategies
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.builders.synthetic import make_dataset
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples
 from latent_bridge.training.datasets.splits import Split, cv_folds, holdout_split, paired_rows
-from latent_bridge.training.evaluate import ranks, retrieval_summary
+from latent_bridge.training.evaluate import retrieval_summary
 from latent_bridge.training.grow import add_edge
 from latent_bridge.training.report.run_report import evaluate_bundle, route_runner, score_route
 from latent_bridge.training.train import train

@@ -24,10 +24,10 @@ import numpy as np
 from latent_bridge.service.bundle.loader import load_bundle
 from latent_bridge.service.bundle.manifest import Manifest
 from latent_bridge.service.engine.graph import ModalityGraph
+from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples
 from latent_bridge.training.datasets.splits import holdout_split
-from latent_bridge.training.evaluate import ranks
 from latent_bridge.training.grow import add_edge
 from latent_bridge.training.report.run_report import route_runner
 from latent_bridge.training.train import train

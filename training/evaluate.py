@@ -1,8 +1,8 @@
 """Held-out metrics of a translation: cosine to the true partner, cycle cosine, and cross-modal retrieval.
 
 Retrieval ranks the gallery (every held-out row of the target modality) by cosine after subtracting the
-gallery's mean, which is exactly how the service's FAISS galleries score. A query's rank is that of its
-best-placed true partner (rows sharing its `sample`). Ties and non-finite scores count against the model:
+gallery's mean, with the engine's own scoring (``service/engine/scoring.py``), exactly as galleries score.
+A query's rank is that of its best-placed true partner (rows sharing its `sample`). Ties and non-finite scores count against the model:
 a row that scores as well as the partner ranks above it, and a query with a non-finite score ranks last,
 so a constant or NaN map scores R@1 = 0, never 1.
 """
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 from latent_bridge.service.bundle.manifest import EdgeMetrics, MetricSource
+from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import paired_rows
 
@@ -20,35 +21,9 @@ Translate = Callable[[np.ndarray], np.ndarray]
 FOLD_MEANS = ("cosine", "cycle_cosine", "r1", "r5", "r10", "mrr", "median_rank")
 
 
-def centred_unit(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
-    """Rows minus ``mean`` (their own mean when None), scaled to unit norm."""
-    c = x - (x.mean(axis=0) if mean is None else mean)
-    return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-
-
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     num = (a * b).sum(axis=1)
     return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-
-
-def ranks(queries: np.ndarray, q_samples: np.ndarray, gallery: np.ndarray, g_samples: np.ndarray) -> np.ndarray:
-    """1-based rank of the first true partner of each query in the centred-cosine gallery ordering.
-
-    Every other row scoring at least the partner's score ranks above it (ties count against the model);
-    a query whose scores are not all finite, or whose translation is zero after centring, ranks last.
-    """
-    g = centred_unit(gallery)
-    centred = queries - gallery.mean(axis=0)
-    norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        scores = (centred / norms) @ g.T
-    relevant = q_samples[:, None] == g_samples[None, :]
-    if not relevant.any(axis=1).all():
-        raise ValueError("every query needs at least one partner in the gallery")
-    best = np.where(relevant, scores, -np.inf).max(axis=1)
-    above = ((scores >= best[:, None]) & ~relevant).sum(axis=1)
-    broken = ~np.isfinite(scores).all(axis=1) | (norms[:, 0] <= 1e-12 * max(1.0, float(np.abs(gallery).max())))
-    return np.where(broken, len(gallery), 1 + above)
 
 
 def retrieval_summary(r: np.ndarray) -> dict[str, float]:

@@ -12,11 +12,11 @@ import numpy as np
 from gallerycorpus import API_KEY
 from latent_bridge.service.bundle.loader import load_bundle
 from latent_bridge.service.bundle.manifest import STRATEGIES, read_manifest, write_manifest
+from latent_bridge.service.engine.scoring import centred_unit
 from latent_bridge.service.engine.strategy import fuse, reduce_hubness
 from latent_bridge.service.engine.translate import run_route
 from latent_bridge.training.bundling.pivots import VARIANTS, RouteChoice, with_hubness
 from latent_bridge.training.datasets.reader import load_modality
-from latent_bridge.training.evaluate import centred_unit
 from serverprocess import running_server
 
 KEYED = {"X-API-Key": API_KEY}

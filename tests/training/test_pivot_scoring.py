@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from latent_bridge.service.engine.scoring import fused, pooled
 from latent_bridge.service.engine.strategy import POOL, fuse, reduce_hubness
-from latent_bridge.training.bundling.pivots import fused, pooled
 
 
 def service_pool(row: np.ndarray) -> list[tuple[int, float]]:

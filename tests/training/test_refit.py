@@ -9,12 +9,13 @@ import onnxruntime as ort
 import pytest
 from latent_bridge.cli import main
 from latent_bridge.service.bundle.manifest import BundleError
+from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training.bundling.writer import EdgeArtifact, write_bundle
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.builders.synthetic import make_dataset, write_modality
 from latent_bridge.training.datasets.reader import fingerprint, load_dataset
 from latent_bridge.training.datasets.splits import holdout_split
-from latent_bridge.training.evaluate import ranks, retrieval_summary
+from latent_bridge.training.evaluate import retrieval_summary
 from latent_bridge.training.export import to_onnx
 from latent_bridge.training.fitting import CollapsedTranslatorError
 from latent_bridge.training.train import train

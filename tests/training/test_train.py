@@ -8,13 +8,13 @@ import pytest
 import torch
 from latent_bridge.cli import main
 from latent_bridge.service.bundle.manifest import Manifest, read_manifest
+from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training import export as export_module
 from latent_bridge.training.bundling import writer as bundle_module
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.builders.synthetic import make_dataset
 from latent_bridge.training.datasets.reader import load_dataset
 from latent_bridge.training.datasets.splits import holdout_split
-from latent_bridge.training.evaluate import ranks
 from latent_bridge.training.export import ExportError, check_parity, to_onnx
 from latent_bridge.training.train import train
 from latent_bridge.training.translators import MLPTranslator, SpaceStats, fit_linear

@@ -31,76 +31,17 @@ from latent_bridge.service.bundle.manifest import (
     hubness_file,
     pivot_files,
 )
-from latent_bridge.service.engine.strategy import POOL
+from latent_bridge.service.engine.scoring import centred_cosines, fused, neighbourhood_means, partner_ranks, pooled
 from latent_bridge.service.engine.translate import run_route
 from latent_bridge.service.errors import NoRoute
 from latent_bridge.service.galleries.faiss_gallery import Gallery
 from latent_bridge.training.bundling.galleries import CHUNK_ROWS, index_with_mean, sha256_file
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import Fold
-from latent_bridge.training.evaluate import centred_unit, retrieval_summary
+from latent_bridge.training.evaluate import retrieval_summary
 
-CSLS_K = 10  # neighbours behind each item's hubness term
 BANK_ROWS = 20_000  # training queries at most in a CSLS bank
 Run = Callable[[Sequence[str], np.ndarray], np.ndarray]  # translate rows along a path
-
-
-def _scores(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Cosine after the gallery's centring, as the server's galleries score (non-finite: worst)."""
-    g = centred_unit(gallery)
-    q = centred_unit(queries, gallery.mean(axis=0))
-    with np.errstate(invalid="ignore", over="ignore"):
-        s = q @ g.T
-    return np.where(np.isfinite(s), s, -np.inf)
-
-
-def _ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
-    """Rank of each query's best true partner; ties count against."""
-    best = np.where(relevant, scores, -np.inf).max(axis=1)
-    above = ((scores >= best[:, None]) & ~relevant).sum(axis=1)
-    return np.where(np.isfinite(best), 1 + above, scores.shape[1])
-
-
-def neighbourhood_means(items: np.ndarray, bank: np.ndarray, k: int = CSLS_K) -> np.ndarray:
-    """Each item's mean cosine to its ``k`` nearest ``bank`` rows (translated queries), both centred by the
-    items' mean as the gallery scores them: CSLS's hubness term, one float32 per item."""
-    mean = items.mean(axis=0)
-    index = faiss.IndexFlatIP(items.shape[1])
-    index.add(centred_unit(bank, mean).astype(np.float32))
-    found = []
-    for start in range(0, len(items), CHUNK_ROWS):
-        sims, _ = index.search(centred_unit(items[start : start + CHUNK_ROWS], mean).astype(np.float32),
-                               min(k, len(bank)))
-        found.append(sims.mean(axis=1))
-    return np.concatenate(found).astype(np.float32)
-
-
-def pooled(scores: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
-    """Per query, the ``POOL`` best items by cosine, as the server fetches them, CSLS-adjusted by ``means``
-    as ``reduce_hubness`` does; every other item -inf (not fetched)."""
-    pool = min(POOL, scores.shape[1])
-    rows = np.arange(len(scores))[:, None]
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :pool]
-    kept = scores[rows, top]
-    if means is not None:
-        kept = kept - (means[top] - means.mean()) / 2
-    out = np.full(scores.shape, -np.inf)
-    out[rows, top] = kept
-    return out
-
-
-def fused(chain: np.ndarray, pivot: np.ndarray) -> np.ndarray:
-    """``fuse`` over two ``pooled`` matrices: an item in either pool scores the mean of its two scores, a
-    pool it is missing from counting that pool's lowest score; items in neither stay -inf."""
-    found = []
-    for pool in (chain, pivot):
-        fetched = np.isfinite(pool)
-        floor = np.where(fetched, pool, np.inf).min(axis=1, keepdims=True)
-        floor[~np.isfinite(floor)] = -np.inf  # nothing fetched (a non-finite query): it ranks last, never first
-        found.append((np.where(fetched, pool, floor), fetched))
-    (c, in_c), (p, in_p) = found
-    with np.errstate(invalid="ignore"):
-        return np.where(in_c | in_p, (c + p) / 2, -np.inf)
 
 
 def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samples: frozenset[str],
@@ -113,26 +54,26 @@ def score_strategies(path: Sequence[str], a: ModalityData, c: ModalityData, samp
     relevant = a.samples[qa][:, None] == c.samples[gc][None, :]
     in_pivot = run(path[:-1], a.embeddings[qa])
     items_pivot = run([path[-1], path[-2]], items)
-    chain = _scores(run(path[-2:], in_pivot), items)
-    pivot = _scores(in_pivot, items_pivot)
+    chain = centred_cosines(run(path[-2:], in_pivot), items)
+    pivot = centred_cosines(in_pivot, items_pivot)
     chain_pool = pooled(chain)
     found = {
-        "chain": retrieval_summary(_ranks(chain, relevant)),
-        "pivot": retrieval_summary(_ranks(pivot, relevant)),
-        "fused": retrieval_summary(_ranks(fused(chain_pool, pooled(pivot)), relevant)),
+        "chain": retrieval_summary(partner_ranks(chain, relevant)),
+        "pivot": retrieval_summary(partner_ranks(pivot, relevant)),
+        "fused": retrieval_summary(partner_ranks(fused(chain_pool, pooled(pivot)), relevant)),
     }
     if bank is not None:
         means = neighbourhood_means(items_pivot, run(path[:-1], bank))
         reduced = pooled(pivot, means)
-        found["pivot+csls"] = retrieval_summary(_ranks(reduced, relevant))
-        found["fused+csls"] = retrieval_summary(_ranks(fused(chain_pool, reduced), relevant))
+        found["pivot+csls"] = retrieval_summary(partner_ranks(reduced, relevant))
+        found["fused+csls"] = retrieval_summary(partner_ranks(fused(chain_pool, reduced), relevant))
     return found
 
 
 VARIANTS = ("chain", "pivot", "fused", "pivot+csls", "fused+csls")  # simplest first: ties go to the left
 
 
-def _key(variant: str, s: StrategyScore) -> tuple[float, int, float]:
+def rank_key(variant: str, s: StrategyScore) -> tuple[float, int, float]:
     """R@1 first; on a tie the simpler variant (chain, pivot, fused, then with CSLS), then MRR."""
     return (s.r1, -VARIANTS.index(variant), s.mrr)
 
@@ -160,7 +101,7 @@ def choose(path: Sequence[str], data: Mapping[str, ModalityData], folds: list[Fo
         return None
     means = {v: StrategyScore(**{m: float(np.mean([f[v][m] for f in scored])) for m in ("r1", "r10", "mrr")})
              for v in VARIANTS}
-    best = max(VARIANTS, key=lambda v: _key(v, means[v]))
+    best = max(VARIANTS, key=lambda v: rank_key(v, means[v]))
     strategy: RetrievalStrategy = next(s for s in STRATEGIES if best.split("+")[0] == s)
     return RouteStrategySpec(source=path[0], target=path[-1], path=list(path), pivot=path[-2], strategy=strategy,
                              scores=means, n_queries=n), best.endswith("+csls")

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from latent_bridge.service.bundle.manifest import EdgeSpec, Manifest
+from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training.candidates import Pair, Samples, fit_kind, standardised_rows
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData
 from latent_bridge.training.datasets.splits import cv_folds
-from latent_bridge.training.evaluate import ranks, retrieval_summary
+from latent_bridge.training.evaluate import retrieval_summary
 from latent_bridge.training.fitting import refit
 from latent_bridge.training.selection import Choice, Selection
 from latent_bridge.training.translators import translate

@@ -26,10 +26,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from latent_bridge.service.bundle.loader import Bundle, load_bundle  # noqa: E402
 from latent_bridge.service.bundle.manifest import Manifest  # noqa: E402
+from latent_bridge.service.engine.scoring import centred_unit, ranks  # noqa: E402
 from latent_bridge.service.engine.translate import run_route  # noqa: E402
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples  # noqa: E402
 from latent_bridge.training.datasets.splits import Split, bundle_split, paired_rows  # noqa: E402
-from latent_bridge.training.evaluate import Translate, centred_unit, ranks, recall_curve, retrieval_summary  # noqa: E402
+from latent_bridge.training.evaluate import Translate, recall_curve, retrieval_summary  # noqa: E402
 from latent_bridge.training.report.learning_curve import config_of, learning_curves  # noqa: E402
 from latent_bridge.training.report.modality_gap import gap_metrics  # noqa: E402
 
