@@ -2,9 +2,9 @@
 
 Retrieval ranks the gallery (every held-out row of the target modality) by cosine after subtracting the
 gallery's mean, with the engine's own scoring (``service/engine/scoring.py``), exactly as galleries score.
-A query's rank is that of its best-placed true partner (rows sharing its `sample`). Ties and non-finite scores count against the model:
-a row that scores as well as the partner ranks above it, and a query with a non-finite score ranks last,
-so a constant or NaN map scores R@1 = 0, never 1.
+A query's rank is that of its best-placed true partner (rows sharing its `sample`). Ties and non-finite
+scores count against the model: a row that scores as well as the partner ranks above it, and a query with
+a non-finite score ranks last, so a constant or NaN map scores R@1 = 0, never 1.
 """
 
 from __future__ import annotations

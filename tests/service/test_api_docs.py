@@ -22,7 +22,7 @@ def test_docs_are_served_from_our_own_assets(client: TestClient) -> None:
     assert page.status_code == 200
     sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
     assert sources and all(s.startswith("/docs/assets/") for s in sources), sources
-    assert "cdn" not in page.text.lower() and '"persistAuthorization": true' in page.text
+    assert "cdn" not in page.text.lower() and '"persistAuthorization": false' in page.text
     for source in sources:
         asset = client.get(source)
         assert asset.status_code == 200 and len(asset.content) > 1000, source
