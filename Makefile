@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo serve test lint typecheck pytest docker-check bench results clean
+.PHONY: help install system-packages demo serve test lint typecheck pytest docker-check bench results clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -18,6 +18,15 @@ $(BIN)/latent-bridge: pyproject.toml
 	touch $@
 
 install: $(BIN)/latent-bridge  ## create .venv with the server, training and dev tools (CPU torch)
+
+# Optional, Debian/Ubuntu as root: what the media, speech and browser tests need (they skip without it, naming
+# the package): Tux Paint stamps and espeak-ng (rebuilding demo rows), the emoji font and Unicode data (the
+# emoji suite builder), Chromium and its driver (the search page's browser test).
+SYSTEM_PACKAGES := espeak-ng tuxpaint-stamps-default fonts-noto-color-emoji unicode-data chromium chromium-driver
+
+system-packages:  ## optional: the Debian packages some tests need (apt-get, as root)
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null
 
 demo: install  ## train the demo bundle if missing, serve it on :8000, print example queries
 	$(BIN)/latent-bridge demo
@@ -40,7 +49,8 @@ docker-check: install  ## validate Dockerfiles and compose statically (no engine
 
 test: lint typecheck pytest docker-check  ## everything CI runs
 
-bench: install  ## HTTP load benchmark against models/demo (loopback, bounded)
+bench: install  ## HTTP load: default requests on models/demo (built if missing) vs a bare FastAPI anchor
+	test -f models/demo/manifest.json || $(BIN)/latent-bridge demo --no-serve
 	$(BIN)/python bench/load.py --bundle models/demo --seconds 10
 
 results: install  ## quality tables: bundles vs baselines fitted on the same pairs, routed vs direct (demo, synthetic)
