@@ -16,11 +16,13 @@ DESCRIPTIONS = {
     "or a pinned path uses a missing edge.",
     413: "Too large: the body (over max_body_bytes), the batch (over max_batch) or one vector (over "
     "max_vector_length); the body gives the limit.",
-    415: "The body is not application/json.",
+    415: "The body is not application/json (or multipart/form-data where raw input is taken), or a raw image "
+         "or sound is not of an accepted format (`unsupported-format`: the body lists them).",
     422: "Invalid input: wrong dimension (expected vs got), NaN/Inf (or values so large the translation "
     "overflows), empty batch, k out of range, malformed "
     "base64, a pinned path that does not fit, or a schema violation.",
-    503: "The bundle is not loaded yet, or a gallery's store (Milvus) is unavailable (the body says why).",
+    503: "The bundle is not loaded yet, a gallery's store (Milvus) is unavailable, or every encoder slot is busy "
+         "(`encoders-busy`, with Retry-After); the body says which.",
     504: "The request, body upload included, took longer than request_timeout.",
 }
 
