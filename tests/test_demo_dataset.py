@@ -53,7 +53,8 @@ def _assert_same_rows(new: ModalityData, old: ModalityData) -> None:
     for row, id_ in enumerate(new.ids):
         a, b = new.embeddings[row], old.embeddings[where[id_]]
         cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-        assert cosine > 0.999, f"{new.name} {id_}: cosine {cosine:.5f} to the committed row"
+        least = 0.998 if new.name == "audio" else 0.999  # audio: float32 now, int8 when committed (see encoders)
+        assert cosine > least, f"{new.name} {id_}: cosine {cosine:.5f} to the committed row"
         assert new.samples[row] == old.samples[where[id_]]
 
 

@@ -256,7 +256,8 @@ def export_audio() -> Exported:
         lambda specs: EncoderSpec(
             modality="audio",
             kind="ctranslate2-whisper",
-            model="Whisper tiny.en encoder (CTranslate2, int8): mean of the frames covering real audio",
+            model=f"Whisper tiny.en encoder (CTranslate2, {real.AUDIO_COMPUTE_TYPE}): "
+            "mean of the frames covering real audio",
             dim=real.AUDIO_DIM,
             files=specs,
             audio=AudioPreprocessing(
@@ -266,7 +267,7 @@ def export_audio() -> Exported:
                 hop_length=real.HOP,
                 n_mels=80,
                 encoder_stride=real.ENCODER_STRIDE,
-                compute_type="int8",
+                compute_type=real.AUDIO_COMPUTE_TYPE,
             ),
         ),
     )

@@ -26,6 +26,10 @@ from sounds import wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.encoders]
 PARITY = 0.999
+# The committed audio rows were made with Whisper int8 on another CPU; the server runs float32 (stable across
+# CPUs). Measured on 20 stamps here (AMD EPYC, no AVX-512): float32 served vs committed, cosine >= 0.99902;
+# int8 here vs committed >= 0.99848. The tolerance keeps a margin below the float32 minimum.
+AUDIO_PARITY = 0.998
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +90,7 @@ def test_audio_embedding_equals_the_committed_rows(client: TestClient) -> None:
     rows = rows[rows["source"] != "espeak"].iloc[::20]  # files of the package (speech is synthesised)
     for _, row in rows.iterrows():
         (vector,) = embed(client, modality="audio", audio=b64((STAMPS / row["uri"]).read_bytes()))
-        assert cosine(vector, row["embedding"]) >= PARITY, row["id"]
+        assert cosine(vector, row["embedding"]) >= AUDIO_PARITY, row["id"]
 
 
 # --- raw queries ----------------------------------------------------------------------------------
