@@ -42,7 +42,7 @@ def _relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-@pytest.mark.parametrize("path", _sources("service", "training", "latent_bridge", "bench"), ids=_relative)
+@pytest.mark.parametrize("path", _sources("service", "training", "latent_bridge"), ids=_relative)
 def test_the_web_framework_is_imported_only_by_the_api_layer(path: Path) -> None:
     if _relative(path).startswith("service/api/"):
         return

@@ -97,8 +97,9 @@ def test_invalid_settings_stop_the_server_with_one_line(bundle: Path) -> None:
     )
 
 
-def test_the_load_benchmark_runs_briefly(bundle: Path) -> None:
+def test_the_load_benchmark_runs_briefly(bundle: Path, tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "bench" / "load.py"
+    report = tmp_path / "load.json"
     result = subprocess.run(
         [
             sys.executable,
@@ -115,12 +116,15 @@ def test_the_load_benchmark_runs_briefly(bundle: Path) -> None:
             "2",
             "--batch",
             "16",
+            "--json",
+            str(report),
         ],
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| HTTP")]
-    assert len(rows) == 6
-    assert all(line.rstrip(" |").endswith("| 0") for line in rows), rows  # no errors
+    rows = json.loads(report.read_text())["scenarios"]
+    # anchor ping and echo, healthz, translate 1 and 16 (JSON, base64), retrieve by vector and id both ways
+    assert len(rows) == 10
+    assert all(row["errors"] == 0 and row["requests"] > 0 for row in rows), rows
