@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-packages demo serve test lint typecheck pytest docker-check bench results clean
+.PHONY: help install system-packages demo serve test lint typecheck pytest docker-check docs bench results clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -47,7 +47,10 @@ docker-check: install  ## validate Dockerfiles and compose statically (no engine
 	$(BIN)/hadolint docker/api.Dockerfile docker/trainer.Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-test: lint typecheck pytest docker-check  ## everything CI runs
+docs: install  ## build the docs site into site/ (mkdocs-material; strict: a broken link or warning fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: lint typecheck pytest docker-check docs  ## everything CI runs
 
 bench: install  ## HTTP load: default requests on models/demo (built if missing) vs a bare FastAPI anchor
 	test -f models/demo/manifest.json || $(BIN)/latent-bridge demo --no-serve
