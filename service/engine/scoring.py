@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
-from latent_bridge.service.engine.strategy import POOL
 
+POOL = 100  # candidates fetched from each space for ``fused`` and CSLS, whatever k (at least k)
 CSLS_K = 10  # neighbours behind each item's hubness term
 CHUNK_ROWS = 65_536  # items searched at once for their neighbourhood means
 

@@ -24,10 +24,11 @@ from typing import TypeVar
 import numpy as np
 from latent_bridge.service.bundle.manifest import RetrievalStrategy, RouteStrategySpec
 from latent_bridge.service.engine.graph import Route
+from latent_bridge.service.engine.scoring import POOL, csls
 from latent_bridge.service.errors import ServiceError
 from latent_bridge.service.galleries.backend import GalleryBackend, Hit
 
-POOL = 100  # candidates fetched from each space for ``fused``, whatever k (at least k)
+__all__ = ["POOL", "Plan", "StrategyUnavailable", "csls_hits", "fuse", "fuse_hits", "plan", "reduce_hubness"]
 K = TypeVar("K", bound=Hashable)
 
 
@@ -89,7 +90,8 @@ def plan(
 
 def fuse(chain: Sequence[tuple[K, float]], pivot: Sequence[tuple[K, float]]) -> list[tuple[K, float]]:
     """The union of two candidate pools ranked by the mean of both scores, best first; an item missing from
-    one pool gets that pool's lowest score there (it scored at most that)."""
+    one pool gets that pool's lowest score there (it scored at most that). One request's form of
+    ``scoring.fused`` (tests/training/test_pivot_scoring.py holds the two equal)."""
     floor_c = min((s for _, s in chain), default=0.0)
     floor_p = min((s for _, s in pivot), default=0.0)
     c, p = dict(chain), dict(pivot)
@@ -99,9 +101,10 @@ def fuse(chain: Sequence[tuple[K, float]], pivot: Sequence[tuple[K, float]]) -> 
 
 def reduce_hubness(pool: Sequence[tuple[K, float]], means: Callable[[K], float], centre: float
                    ) -> list[tuple[K, float]]:
-    """CSLS over a candidate pool: each score lowered by half its item's neighbourhood mean (less its mean
-    over the gallery, to keep the cosine's scale), best first. Ranks as 2·cos − r_item does."""
-    return sorted(((key, score - (means(key) - centre) / 2) for key, score in pool), key=lambda kv: -kv[1])
+    """CSLS (``scoring.csls``) over one request's candidate pool, best first."""
+    keys = [key for key, _ in pool]
+    scores = csls(np.array([s for _, s in pool], np.float64), np.array([means(k) for k in keys], np.float64), centre)
+    return sorted(zip(keys, scores.tolist(), strict=True), key=lambda kv: -kv[1])
 
 
 def csls_hits(hits: list[Hit], means: np.ndarray, centre: float | None = None) -> list[Hit]:
