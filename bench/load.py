@@ -441,7 +441,9 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     def number(row: dict[str, Any], key: str, digits: int) -> str:
         value = row.get(key)
-        return "–" if value is None else f"{value:,.{digits}f}"
+        if value is None:
+            return "–"
+        return f"{value:,.{digits}f}" if value >= 0.1 or value == 0 else f"{value:.2g}"  # 0.004, not 0.00
 
     for row in report["scenarios"]:
         lines.append(
