@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from latent_bridge.service.api.schemas import Encoding, RawInput
 from latent_bridge.service.api.vectors import decode
 from latent_bridge.service.bundle.loader import Bundle
-from latent_bridge.service.engine.translate import Matrix
 from latent_bridge.service.errors import EmptyBatch, EncodersBusy, MalformedInput, NoEncoder, WrongInputKind
+from latent_bridge.service.galleries.backend import Matrix
 from latent_bridge.service.inputs.rawinput import RawLimits
 from latent_bridge.service.settings import Settings
 

@@ -11,7 +11,6 @@ import binascii
 
 import numpy as np
 from latent_bridge.service.api.schemas import Encoding
-from latent_bridge.service.engine.translate import Matrix
 from latent_bridge.service.errors import (
     BatchTooLarge,
     DimensionMismatch,
@@ -20,6 +19,7 @@ from latent_bridge.service.errors import (
     NonFiniteInput,
     VectorTooLong,
 )
+from latent_bridge.service.galleries.backend import Matrix
 from latent_bridge.service.inputs.b64 import b64decode, b64encode
 
 FLOAT32_LE = np.dtype("<f4")

@@ -15,8 +15,8 @@ from latent_bridge.service.bundle.loader import Bundle
 from latent_bridge.service.bundle.manifest import RetrievalStrategy
 from latent_bridge.service.engine.graph import Route
 from latent_bridge.service.engine.strategy import POOL, Plan, csls_hits, fuse_hits, plan
-from latent_bridge.service.engine.translate import HopTimer, Matrix, run_route
-from latent_bridge.service.galleries.backend import GalleryBackend, Hit, SearchOptions
+from latent_bridge.service.engine.translate import HopTimer, run_route
+from latent_bridge.service.galleries.backend import GalleryBackend, Hit, Matrix, SearchOptions
 
 SearchTimer = Callable[[str, float], None]  # (gallery modality, seconds)
 

@@ -15,13 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 from latent_bridge.service.bundle.manifest import ONNX_INPUT, ONNX_OUTPUT, BundleError, EdgeSpec
 from latent_bridge.service.engine.graph import Route
 from latent_bridge.service.errors import NonFiniteOutput
+from latent_bridge.service.galleries.backend import Matrix
 
-Matrix = npt.NDArray[np.float32]
 HopTimer = Callable[[str, float], None]
 
 

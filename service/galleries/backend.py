@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from latent_bridge.service.bundle.manifest import GallerySpec
 from latent_bridge.service.errors import (
     EffortOutOfRange,
@@ -23,7 +24,9 @@ from latent_bridge.service.errors import (
 )
 from latent_bridge.service.galleries.table import Where, WhereValue, utf8_size
 
-Matrix = np.ndarray
+# A filtered search raises its effort by the share of rows the filter leaves, up to this (both backends).
+FILTERED_EF_MAX = 4096
+Matrix = npt.NDArray[np.float32]  # a batch of vectors, one per row: the one array type of every layer
 
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1

@@ -31,6 +31,7 @@ from latent_bridge.service.errors import (
     echo,
 )
 from latent_bridge.service.galleries.backend import (
+    FILTERED_EF_MAX,
     GalleryBackend,
     Hit,
     Matrix,
@@ -395,7 +396,7 @@ class Gallery:
         if isinstance(self.inner, faiss.IndexHNSW):
             ef = effort or int(self.inner.hnsw.efSearch)
             params = engine.SearchParametersHNSW()
-            params.efSearch = min(int(ef / fraction), max(ef, 4096))
+            params.efSearch = min(int(ef / fraction), max(ef, FILTERED_EF_MAX))
         elif isinstance(self.inner, faiss.IndexIVF):
             nprobe = effort or int(self.inner.nprobe)
             params = engine.SearchParametersIVF()

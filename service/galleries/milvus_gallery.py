@@ -31,6 +31,7 @@ from latent_bridge.service.errors import (
     echo,
 )
 from latent_bridge.service.galleries.backend import (
+    FILTERED_EF_MAX,
     GalleryBackend,
     Hit,
     Matrix,
@@ -54,7 +55,6 @@ MAX_ID_LENGTH = 512
 SEARCH_PARAMETER = {"efSearch": "ef", "nprobe": "nprobe"}
 # pymilvus pings idle connections every 10 s; gRPC servers allow one ping per 5 minutes by default and answer
 # more with GOAWAY "too many pings", which dropped milvus-lite connections mid-test. Ping as servers allow.
-FILTERED_EF_MAX = 4096  # as the FAISS gallery caps a filtered search's efSearch
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from latent_bridge.service.bundle.files import checked_file
 from latent_bridge.service.bundle.manifest import BundleError, EncoderSpec, InputKind, Manifest
-from latent_bridge.service.engine.translate import Matrix
+from latent_bridge.service.galleries.backend import Matrix
 from latent_bridge.service.inputs.rawinput import RawLimits, file_bytes, read_audio, read_image, texts
 
 INSTALL_HINT = "pip install 'latent-bridge[serve]'"

@@ -24,9 +24,15 @@ from latent_bridge.service.api.vectors import count_values
 from latent_bridge.service.bundle.manifest import RetrievalStrategy
 from latent_bridge.service.engine.graph import Route
 from latent_bridge.service.engine.retrieval import retrieve
-from latent_bridge.service.engine.translate import Matrix
 from latent_bridge.service.errors import BatchTooLarge, KOutOfRange, MalformedVectors
-from latent_bridge.service.galleries.backend import GalleryBackend, Hit, SearchOptions, check_ids, check_where_values
+from latent_bridge.service.galleries.backend import (
+    GalleryBackend,
+    Hit,
+    Matrix,
+    SearchOptions,
+    check_ids,
+    check_where_values,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
