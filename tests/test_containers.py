@@ -170,9 +170,10 @@ def test_wheel_installs_one_import_root(api_image: Image, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_the_installed_wheel_runs_from_the_repository_root(api_image: Image) -> None:
-    """Python started in the repository root finds the source tree's latent_bridge/ first; its service/ and
-    training/ links make that tree import as the installed wheel does (no ModuleNotFoundError)."""
-    code = "import latent_bridge.service.api.app, latent_bridge.training.bundling.indexing; print('ok')"
+    """Python started in the repository root finds the source tree's latent_bridge/ first; its service/ link
+    makes that tree import as the installed wheel does (no ModuleNotFoundError; the api image has no
+    training stack: the service, the training package and the CLI are imported)."""
+    code = "import latent_bridge.service.api.app, latent_bridge.training, latent_bridge.cli; print('ok')"
     found = subprocess.run([api_image.program("python"), "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert found.returncode == 0 and found.stdout.strip() == "ok", found.stderr[-2000:]
 
