@@ -125,6 +125,29 @@ class Settings(BaseSettings):
         description="Raw items an encoder runs through its model at once; a larger request is run in batches "
         "of this many, which bounds the memory one request takes (and keeps)."
     )
+    encode_batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Dynamic batching: concurrent raw queries of one modality run as one encoder call of at most "
+        "this many items (1 = off, each request runs its own). Image and sound batches are held to "
+        "`encode_batch` too: their memory grows with each item and their models gain nothing per item from "
+        "larger batches on CPU (measured: text 8.3 ms alone, 2.4 ms per item in 16).",
+    )
+    encode_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="Longest a batch waits for more raw queries before it runs, and only once they come "
+        "concurrently (the last batch held several, or others are being decoded): a lone query never waits.",
+    )
+    encode_queue: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Most raw items waiting for a batch, per encoder; one more is answered 503 with Retry-After "
+        "at once. `max_concurrent_encodes` still bounds requests decoding or tokenizing at once.",
+    )
     max_manifest_bytes: int = Field(
         default=4 * MiB, ge=1024, le=1 << 30, description="Largest manifest.json a bundle may have."
     )

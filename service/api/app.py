@@ -137,7 +137,11 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         finally:
             if sighup:
                 reloader.remove_sighup()
+            serving: Bundle | None = app.state.bundle
             app.state.bundle = None
+            if serving is not None:  # its encoders' batcher threads end with the app
+                await anyio.to_thread.run_sync(serving.close)
+            del serving
 
     keyed = settings.api_key is not None
     with_admin = settings.admin_key is not None

@@ -7,6 +7,13 @@ Exactly one input is allowed per request. Raw input must be of the kind the moda
 At most ``max_concurrent_encodes`` requests run an encoder at once in this process; one more is answered 503
 with Retry-After at once (``EncodersBusy``) rather than queued, since a queue of encoder runs only turns into
 504s and memory held for callers that have gone. Each run stops at its deadline (``request_timeout``).
+
+With dynamic batching (``encode_batch_size`` > 1, ``service/inputs/batching.py``) a light request (at most
+``encode_batch`` items, texts short enough that a full batch padded to them takes no more memory than one
+request's ``encode_batch`` longest texts) decodes or tokenizes its input under that cap, then hands the
+prepared items to its encoder's batcher and waits, without a slot, for its rows: the batcher runs the queued
+items of every request in one model call. Its queue is bounded (``encode_queue`` items; beyond, 503 with
+Retry-After) and a job past its deadline is never run. Heavier requests run alone under the cap, as before.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from latent_bridge.service.api.vectors import decode
 from latent_bridge.service.bundle.loader import Bundle
 from latent_bridge.service.errors import EmptyBatch, EncodersBusy, MalformedInput, NoEncoder, WrongInputKind
 from latent_bridge.service.galleries.backend import Matrix
+from latent_bridge.service.inputs.batching import BatcherClosed, BatchSettings
+from latent_bridge.service.inputs.encoders import Encoder
 from latent_bridge.service.inputs.rawinput import RawLimits
 from latent_bridge.service.settings import Settings
 
@@ -79,6 +88,40 @@ def raw_limits(settings: Settings) -> RawLimits:
     )
 
 
+def batch_settings(settings: Settings, kind: str) -> BatchSettings:
+    """How the batcher of an encoder of ``kind`` collects: media batches are held to ``encode_batch`` too."""
+    size = settings.encode_batch_size if kind == "text" else min(settings.encode_batch_size, settings.encode_batch)
+    return BatchSettings(
+        max_items=size,
+        wait=settings.encode_batch_wait_ms / 1000,
+        max_queued=settings.encode_queue,
+        timeout=settings.request_timeout,
+    )
+
+
+def run_encoder(bundle: Bundle, settings: Settings, modality: str, encoder: Encoder, raw: str | list[str]) -> Matrix:
+    """The encoder over ``raw``: a light request through its batcher when batching is on, else alone under an
+    encoder slot (see the module's docstring)."""
+    limits = raw_limits(settings)
+    cap = settings.max_concurrent_encodes
+    batching = batch_settings(settings, encoder.spec.input)
+    count = 1 if isinstance(raw, str) else len(raw)
+    batcher = bundle.batchers.get(modality, encoder.run, batching) if count <= limits.batch else None
+    if batcher is None:
+        with encoder_slot(cap):
+            return encoder.embed(raw, limits)
+    with encoder_slot(cap):
+        with batcher.preparing():
+            (batch,) = encoder.prepare(raw, limits)
+        if encoder.width(batch) * batching.max_items > limits.batch * encoder.max_width:
+            return encoder.run(batch)  # long texts: a full batch of them would outgrow one request's memory
+    try:
+        return batcher.submit(batch, limits.deadline)
+    except BatcherClosed:  # the bundle was replaced meanwhile: run alone, as without batching
+        with encoder_slot(cap):
+            return encoder.run(batch)
+
+
 def raw_kind(body: RawInput) -> str | None:
     """The one raw field given, if any."""
     given = [k for k in RAW_KINDS if getattr(body, k) is not None]
@@ -114,8 +157,7 @@ def embed_raw(bundle: Bundle, settings: Settings, modality: str, body: RawInput)
         )
     raw = getattr(body, kind)
     assert raw is not None
-    with encoder_slot(settings.max_concurrent_encodes):
-        return encoder.embed(raw, raw_limits(settings))
+    return run_encoder(bundle, settings, modality, encoder, raw)
 
 
 def query_matrix(

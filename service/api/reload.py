@@ -127,6 +127,8 @@ class Reloader:
             metrics.set_bundle(new)
             metrics.reloads.labels("ok").inc()
             previous = None if old is None else (old.name, old.fingerprint)
+            if old is not None:  # its batchers finish their queued jobs and stop; requests in flight on it
+                await anyio.to_thread.run_sync(old.close)  # run its encoders unbatched from now on
             del old  # requests in flight may still hold it; it goes when the last of them ends
             await anyio.to_thread.run_sync(release_memory)
         log.info(

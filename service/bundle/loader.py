@@ -36,6 +36,7 @@ from latent_bridge.service.galleries.backend import GalleryBackend
 from latent_bridge.service.galleries.faiss_gallery import Gallery, attach_writes, open_gallery
 from latent_bridge.service.galleries.media import Media, open_media
 from latent_bridge.service.galleries.milvus_gallery import MilvusGallery, MilvusLink, shared_link
+from latent_bridge.service.inputs.batching import Batchers
 from latent_bridge.service.inputs.encoders import Encoder, open_encoders
 from latent_bridge.service.settings import DEFAULT_FIDELITY, FidelityCriterion, Settings
 
@@ -57,6 +58,8 @@ class Bundle:
     media: dict[str, Media] = field(default_factory=dict)
     pivots: dict[tuple[str, str], Gallery] = field(default_factory=dict)
     hubness: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)  # per route path: CSLS means
+    # The encoders' batchers (service/inputs/batching.py): started by the first raw queries, stopped by close().
+    batchers: Batchers = field(default_factory=Batchers, compare=False, repr=False)
     modalities: dict[str, ModalitySpec] = field(init=False)
     strategies: dict[tuple[str, ...], RouteStrategySpec] = field(init=False)
     l2_inputs: frozenset[str] = field(init=False)
@@ -65,6 +68,11 @@ class Bundle:
         object.__setattr__(self, "modalities", {m.name: m for m in self.manifest.modalities})
         object.__setattr__(self, "l2_inputs", l2_inputs(self.manifest))
         object.__setattr__(self, "strategies", {tuple(r.path): r for r in self.manifest.routes})
+
+    def close(self) -> None:
+        """Stop the encoders' batcher threads (once the bundle is replaced or the app stops); requests still
+        holding the bundle run its encoders unbatched."""
+        self.batchers.close()
 
     @property
     def name(self) -> str:

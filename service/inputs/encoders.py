@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,10 +34,32 @@ WARM_UP_TEXT = "a warm-up sentence"
 
 
 class Encoder(Protocol):
+    """``embed`` = ``run`` over each batch ``prepare`` yields; the two halves let a batcher (``batching.py``) run
+    the prepared items of many requests in one call."""
+
     spec: EncoderSpec
 
     def embed(self, raw: str | list[str], limits: RawLimits) -> Matrix:
         """(n, dim) float32 embeddings of the raw items (text, or base64 files)."""
+        ...
+
+    def prepare(self, raw: str | list[str], limits: RawLimits) -> Iterator[list[Any]]:
+        """The raw items checked and turned into model inputs (tokens, pixels, mel frames), ``limits.batch``
+        at a time, the deadline checked before each batch."""
+        ...
+
+    def run(self, items: list[Any]) -> Matrix:
+        """One model call over prepared items (of any requests): their (n, dim) float32 rows, in order."""
+        ...
+
+    def width(self, items: list[Any]) -> int:
+        """What a batch's memory grows with per item, beside their number: the longest token sequence of
+        texts (a batch is padded to it); 1 for images and sounds, whose inputs have one shape."""
+        ...
+
+    @property
+    def max_width(self) -> int:
+        """The largest ``width`` an item can have."""
         ...
 
 
@@ -79,10 +101,23 @@ class TextEncoder:
         self.session = _session(files["model"], threads, spec.modality)
 
     def embed(self, raw: str | list[str], limits: RawLimits) -> Matrix:
-        encodings = self.tokenizer.encode_batch(texts(raw, limits))
-        return _batched(len(encodings), limits, lambda rows: self._run([encodings[r] for r in rows]))
+        return _embed(self, raw, limits)
 
-    def _run(self, encodings: list[Any]) -> Matrix:
+    def prepare(self, raw: str | list[str], limits: RawLimits) -> Iterator[list[Any]]:
+        encodings = self.tokenizer.encode_batch(texts(raw, limits))
+        for rows in _chunks(len(encodings), limits):
+            yield [encodings[r] for r in rows]
+
+    def width(self, encodings: list[Any]) -> int:
+        return max(len(e.ids) for e in encodings)
+
+    @property
+    def max_width(self) -> int:
+        assert self.spec.text is not None
+        return self.spec.text.max_tokens
+
+    def run(self, encodings: list[Any]) -> Matrix:
+        """Padded to the longest with an attention mask: a row equals its unpadded run to ~3e-8."""
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), np.int64)
         mask = np.zeros_like(ids)
@@ -114,14 +149,23 @@ class ImageEncoder:
 
     def embed(self, raw: str | list[str], limits: RawLimits) -> Matrix:
         """One image decoded at a time (only its small resized pixels are kept), the model run in batches."""
+        return _embed(self, raw, limits)
+
+    def prepare(self, raw: str | list[str], limits: RawLimits) -> Iterator[list[Any]]:
         data = file_bytes(raw, "image", limits)
-        return _batched(len(data), limits, lambda rows: self._run([self._load(data[i], i, limits) for i in rows]))
+        for rows in _chunks(len(data), limits):
+            yield [self._load(data[i], i, limits) for i in rows]
 
     def _load(self, data: bytes, i: int, limits: RawLimits) -> np.ndarray:
         limits.check_deadline()
         return self.pixels(read_image(data, i, limits.max_image_pixels, self.pre.background, square=True))
 
-    def _run(self, pixels: list[np.ndarray]) -> Matrix:
+    def width(self, pixels: list[Any]) -> int:
+        return 1
+
+    max_width = 1
+
+    def run(self, pixels: list[Any]) -> Matrix:
         batch = np.ascontiguousarray(np.stack(pixels))
         out: Matrix = self.session.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
         return out
@@ -173,23 +217,44 @@ class WhisperEncoder:
         return np.ascontiguousarray(mel[:, :frames]), max(1, min(real, frames // self.pre.encoder_stride))
 
     def embed(self, raw: str | list[str], limits: RawLimits) -> Matrix:
+        return _embed(self, raw, limits)
+
+    def prepare(self, raw: str | list[str], limits: RawLimits) -> Iterator[list[Any]]:
+        """Each sound decoded, resampled and turned into its window's mel frames, one at a time."""
         data = file_bytes(raw, "audio", limits)
-        rows = []
-        for i, d in enumerate(data):
-            limits.check_deadline()
-            mel, real = self.features(read_audio(d, i, self.pre.sample_rate, limits.max_audio_seconds))
-            hidden = self.model.encode(self.ct2.StorageView.from_array(mel[None]), to_cpu=True)
-            rows.append(np.asarray(hidden, dtype=np.float32)[0, :real].mean(axis=0))
-        return np.stack(rows).astype(np.float32, copy=False)
+        for rows in _chunks(len(data), limits):
+            batch = []
+            for i in rows:
+                limits.check_deadline()
+                batch.append(self.features(read_audio(data[i], i, self.pre.sample_rate, limits.max_audio_seconds)))
+            yield batch
+
+    def width(self, items: list[Any]) -> int:
+        return 1
+
+    max_width = 1
+
+    def run(self, items: list[Any]) -> Matrix:
+        """The windows through the encoder at once (all have the same shape); each row the mean of its frames
+        over its real audio."""
+        mels = np.ascontiguousarray(np.stack([mel for mel, _ in items]))
+        hidden = np.asarray(self.model.encode(self.ct2.StorageView.from_array(mels), to_cpu=True), np.float32)
+        return np.stack([hidden[row, :real].mean(axis=0) for row, (_, real) in enumerate(items)]).astype(
+            np.float32, copy=False
+        )
 
 
-def _batched(count: int, limits: RawLimits, run: Callable[[range], Matrix]) -> Matrix:
-    """``run`` over the rows in batches of ``limits.batch``, the deadline checked before each batch: the
-    memory a request takes is one batch's, and a request past its deadline stops at the next batch."""
-    parts = []
+def _chunks(count: int, limits: RawLimits) -> Iterator[range]:
+    """The rows in batches of ``limits.batch``, the deadline checked before each: the memory a request takes
+    is one batch's, and a request past its deadline stops at the next batch."""
     for start in range(0, count, limits.batch):
         limits.check_deadline()
-        parts.append(run(range(start, min(start + limits.batch, count))))
+        yield range(start, min(start + limits.batch, count))
+
+
+def _embed(encoder: Encoder, raw: str | list[str], limits: RawLimits) -> Matrix:
+    """The encoder alone: ``run`` over each prepared batch in turn."""
+    parts = [encoder.run(batch) for batch in encoder.prepare(raw, limits)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
