@@ -500,6 +500,12 @@ class Manifest(_Strict):
     def modality(self, name: str) -> ModalitySpec:
         return next(m for m in self.modalities if m.name == name)
 
+    def fixed_files(self) -> list[str]:
+        """The files that do not depend on the galleries: translators, encoders, media thumbnails. A bundle
+        rebuilt from this one with new galleries (``index``, ``compact``) carries them byte for byte."""
+        return ([e.file for e in self.edges] + [f.file for enc in self.encoders for f in enc.files]
+                + [m.file for m in self.media if m.file is not None])
+
     @cached_property
     def fingerprint(self) -> str:
         """Short identity of this bundle's content: a hash over its files' hashes and the manifest itself

@@ -224,7 +224,8 @@ def _rebuilt(
     types = {g.modality: g.index_type for g in parent.galleries}
     with staged_bundle(out) as staging:
         kept = [g for g in parent.galleries if g.modality not in new_rows]
-        for file in [e.file for e in parent.edges] + [f for g in kept for f, _ in g.files()]:
+        for file in parent.fixed_files() + [f for g in kept for f, _ in g.files()]:
+            (staging / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(parent_dir / file, staging / file)
         built = {}
         for name, rows in new_rows.items():
