@@ -37,7 +37,6 @@ import socket
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +45,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from sounds import wav  # noqa: E402  # the tone the raw-input tests send
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,22 +136,10 @@ def small_png() -> bytes:
     return out.getvalue()
 
 
-def short_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
-    """A 440 Hz tone as 16-bit mono WAV (as tests/support/sounds.py makes them)."""
-    buffer = io.BytesIO()
-    t = np.arange(int(seconds * rate)) / rate
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes())
-    return buffer.getvalue()
-
-
 def raw_value(kind: str) -> str:
     if kind == "text":
         return CAPTION
-    data = small_png() if kind == "image" else short_wav()
+    data = small_png() if kind == "image" else wav(1.0, 16_000)
     return base64.b64encode(data).decode()
 
 
