@@ -134,11 +134,21 @@ def _bytes(text: str) -> int:
 
 def cmd_index(args: argparse.Namespace) -> None:
     try:
-        from latent_bridge.training.bundling.indexing import index_corpora
+        from latent_bridge.training.bundling.indexing import corpus_files, index_corpora
     except ModuleNotFoundError as exc:
         _need(INDEX_HINT)(exc)
-    manifest = index_corpora(args.bundle, {args.modality: args.data}, args.out, _index_options(args))
-    _print_galleries(manifest, args.out, [args.modality])
+    if Path(args.data).is_dir():  # a folder of <modality>.parquet corpora: every gallery in one new bundle
+        corpora = corpus_files(args.data)
+        if args.modality is not None:
+            corpora = {args.modality: corpora[args.modality]} if args.modality in corpora else {}
+            if not corpora:
+                fail(f"{args.data}: no {args.modality}.parquet")
+    elif args.modality is None:
+        fail("--modality names the gallery a corpus file is for (or give --data a folder of <modality>.parquet)")
+    else:
+        corpora = {args.modality: args.data}
+    manifest = index_corpora(args.bundle, corpora, args.out, _index_options(args))
+    _print_galleries(manifest, args.out, sorted(corpora))
 
 
 def cmd_compact(args: argparse.Namespace) -> None:
@@ -423,9 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = sub.add_parser("index", help="new bundle = an existing one with a modality's gallery built from a corpus")
     index.add_argument("--bundle", type=Path, required=True, help="the bundle (left untouched)")
-    index.add_argument("--modality", required=True, help="the gallery's modality, one of the bundle's")
+    index.add_argument("--modality", default=None,
+                       help="the gallery's modality, one of the bundle's (with a --data folder: only that one)")
     index.add_argument("--data", type=Path, required=True,
-                       help="corpus Parquet: id, embedding, any payload columns (no sample needed)")
+                       help="corpus Parquet: id, embedding, any payload columns (no sample needed); or a folder "
+                       "of <modality>.parquet corpora, each indexed as that modality's gallery")
     index.add_argument("--out", type=Path, required=True, help="the new bundle folder")
     _gallery_options(index, "--index-type")
     index.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",

@@ -162,3 +162,31 @@ def test_ivf_pq_is_tuned_with_exact_rescoring_and_served(trained: tuple[Path, Pa
     with TestClient(create_app(settings_for(out))) as client:
         top = client.get("/retrieve", params={"from": "a", "to": "c", "id": "a-17", "k": 3}).json()
         assert top["results"][0]["hits"][0]["id"] == "doc-17"
+
+
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_a_folder_of_corpora_indexes_every_gallery_in_one_bundle(
+    trained: tuple[Path, Path], corpus: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """`index --data <folder>`: each <modality>.parquet becomes that modality's gallery (what the compose
+    Milvus profile runs over the demo dataset); with --modality, only that one."""
+    import shutil
+
+    folder = tmp_path / "corpora"
+    folder.mkdir()
+    for name in ("b", "c"):
+        shutil.copyfile(corpus, folder / f"{name}.parquet")
+    args = ["index", "--bundle", str(trained[1]), "--data", str(folder), "--out", str(tmp_path / "all"), "--quiet"]
+    if backend == "milvus":
+        args += ["--backend", "milvus", "--milvus-uri", request.getfixturevalue("milvus_lite").uri]
+    main(args)
+    manifest = json.loads((tmp_path / "all" / "manifest.json").read_text())
+    sizes = {g["modality"]: g["size"] for g in manifest["galleries"]}
+    assert sizes["b"] == sizes["c"] == CORPUS_ROWS and sizes["a"] == TRAINING_ROWS
+    assert sorted(manifest["lineage"]["new_galleries"]) == ["b", "c"]
+    if backend == "milvus":
+        assert all(g.get("milvus") for g in manifest["galleries"] if g["modality"] in ("b", "c"))
+    main(["index", "--bundle", str(trained[1]), "--data", str(folder), "--modality", "c", "--out",
+          str(tmp_path / "one"), "--quiet"])
+    one = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert one["lineage"]["new_galleries"] == ["c"]
