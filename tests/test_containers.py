@@ -2,6 +2,8 @@
 replayed in order (its COPYs into a fresh folder, keeping the sources' mtimes as COPY does, its pip and
 python RUNs in a clean venv), then the images' commands run from those venvs."""
 
+import base64
+import io
 import json
 import os
 import re
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from latent_bridge.demo import EXAMPLES
 from serverprocess import free_port
+from sounds import wav
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -204,6 +207,18 @@ def documented_examples(base: str) -> list[tuple[str, str, bytes | None]]:
     return requests
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 60, 40)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def _get(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -217,6 +232,8 @@ def test_trainer_then_api_from_the_rebuilt_images(trainer_image: Image, api_imag
     trainer[0] = trainer_image.program(trainer[0])
     subprocess.run(trainer, check=True, cwd=tmp_path, timeout=900)
     assert (models / "demo" / "manifest.json").is_file()
+    manifest = json.loads((models / "demo" / "manifest.json").read_text())
+    assert sorted(e["modality"] for e in manifest["encoders"]) == ["audio", "image", "text"]  # = make demo
     again = subprocess.run(trainer, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "using bundle" in again.stdout  # the one-shot trainer is idempotent over the volume
 
@@ -248,6 +265,11 @@ def test_trainer_then_api_from_the_rebuilt_images(trainer_image: Image, api_imag
         assert "dog" in captions, captions
         assert len(firetruck["results"][0]["hits"]) == 5  # type: ignore[index]
         assert route["best"]["path"] == ["audio", "text", "image"]  # type: ignore[index]
+        for raw in ({"text": "a dog"}, {"image": _b64(_png())}, {"audio": _b64(wav(1.0, 16_000))}):
+            body = json.dumps({"from": next(iter(raw)), "to": "text", "k": 3} | raw).encode()
+            request = urllib.request.Request(f"{base}/retrieve", data=body, method="POST", headers=JSON_HEADERS)
+            with urllib.request.urlopen(request, timeout=60) as response:  # raw text, image and sound, as on /
+                assert response.status == 200 and len(json.loads(response.read())["results"][0]["hits"]) == 3
         for method, url, body in documented_examples(base):  # what /docs "Try it out" sends
             request = urllib.request.Request(url, data=body, method=method, headers=JSON_HEADERS)
             with urllib.request.urlopen(request, timeout=10) as response:
