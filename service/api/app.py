@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from latent_bridge.service.api.accesslog import AccessLogMiddleware, configure_access_log
 from latent_bridge.service.api.auth import OPEN_PATHS, APIKeyMiddleware
 from latent_bridge.service.api.docs import DOCS_PATHS, install_docs
-from latent_bridge.service.api.headers import RetryAfterMiddleware, SecurityHeadersMiddleware
+from latent_bridge.service.api.headers import SecurityHeadersMiddleware
 from latent_bridge.service.api.limits import BodyLimitMiddleware, TimeoutMiddleware
 from latent_bridge.service.api.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.api.openapi import install_openapi
@@ -187,7 +187,6 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             expose_headers=["x-request-id"],
         )
     # Outermost of all: every answer, a middleware's refusal or a CORS preflight too, gets the headers.
-    app.add_middleware(RetryAfterMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     for router in (translate.router, retrieve.router, galleries.reader, graph.router, health.router):
         app.include_router(router)

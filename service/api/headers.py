@@ -1,4 +1,4 @@
-"""Security headers on every response, and Retry-After on a problem that says when to retry.
+"""Security headers on every response.
 
 ``SecurityHeadersMiddleware`` (pure ASGI, outermost) adds to every answer, errors from other middleware
 included: ``X-Content-Type-Options: nosniff`` (a browser never runs a JSON answer or a media file as
@@ -9,16 +9,13 @@ script). The search page ``/`` may run only its own inline script and style (the
 from the page file, so an edit of the page keeps its policy right), load images and sounds from this
 server or the blob: URLs it makes of them, and call this server only. Everything else is data: its policy
 allows nothing at all.
-
-``RetryAfterMiddleware`` turns the ``retry_after`` member of a 503 problem (``EncodersBusy``) into the
-``Retry-After`` header clients and proxies read.
+(``Retry-After`` on a busy answer is set where problems are rendered, ``problems.py``.)
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 
@@ -87,51 +84,3 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class RetryAfterMiddleware:
-    """A 503 problem+json with a ``retry_after`` member (seconds) gets ``Retry-After``. Only 503 answers are
-    held back until their (small) body is read; every other answer passes straight through."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held: list[Message] = []
-
-        async def send_or_hold(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 503 and _is_problem(message):
-                held.append(message)
-                return
-            if not held:
-                await send(message)
-                return
-            held.append(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                start, *body = held
-                held.clear()
-                seconds = _retry_after(b"".join(m.get("body", b"") for m in body))
-                if seconds is not None:
-                    start["headers"] = [*start.get("headers", []), (b"retry-after", str(seconds).encode())]
-                for each in (start, *body):
-                    await send(each)
-
-        await self.app(scope, receive, send_or_hold)
-
-
-def _is_problem(start: Message) -> bool:
-    return any(
-        name.lower() == b"content-type" and value.startswith(b"application/problem+json")
-        for name, value in start.get("headers", [])
-    )
-
-
-def _retry_after(body: bytes) -> int | None:
-    try:
-        seconds = json.loads(body).get("retry_after")
-    except (ValueError, AttributeError):
-        return None
-    return seconds if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 0 else None

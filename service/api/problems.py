@@ -35,8 +35,10 @@ def problem_response(
         "request_id": getattr(request.state, "request_id", None),
         **extra,
     }
-    headers = {"WWW-Authenticate": 'Bearer realm="latent-bridge"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="latent-bridge"'} if status == 401 else {}
+    if isinstance(extra.get("retry_after"), int):  # a busy server says when to come back (503)
+        headers["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers or None)
 
 
 async def send_problem(scope: Scope, send: Send, error: ServiceError) -> None:

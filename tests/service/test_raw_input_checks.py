@@ -20,7 +20,6 @@ import pytest
 from fastapi.testclient import TestClient
 from latent_bridge.service.api.app import create_app
 from latent_bridge.service.api.embedding import encoder_slot
-from latent_bridge.service.api.headers import RetryAfterMiddleware
 from latent_bridge.service.api.problems import install_error_handlers
 from latent_bridge.service.bundle.manifest import Manifest
 from latent_bridge.service.errors import (
@@ -309,7 +308,6 @@ def test_a_busy_answer_has_retry_after() -> None:
     async def busy() -> None:
         raise EncodersBusy(3, 7)
 
-    app.add_middleware(RetryAfterMiddleware)
     with TestClient(app) as client:
         response = client.get("/busy")
         assert response.status_code == 503 and response.headers["retry-after"] == "7"
