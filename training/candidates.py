@@ -19,6 +19,7 @@ from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import paired_rows
 from latent_bridge.training.translators import (
+    EQUAL_DIM_KINDS,
     AffineTranslator,
     MLPTranslator,
     SpaceStats,
@@ -28,7 +29,7 @@ from latent_bridge.training.translators import (
 )
 from torch import nn
 
-LINEAR_BASES = ("procrustes", "ridge", "cca")
+LINEAR_BASES = ("procrustes", "ridge", "cca", "svcca")  # the linear kinds an MLP may grow from
 Samples = frozenset[str]
 
 
@@ -72,7 +73,7 @@ class Fitted:
 
 
 def applies(kind: str, pair: Pair) -> bool:
-    return kind not in ("identity", "centroid") or pair.a.dim == pair.b.dim
+    return kind not in EQUAL_DIM_KINDS or pair.a.dim == pair.b.dim
 
 
 def standardised_rows(pair: Pair, samples: Samples, stats: tuple[SpaceStats, SpaceStats]) -> tuple[np.ndarray, ...]:

@@ -28,7 +28,7 @@ from latent_bridge.training.candidates import (
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.splits import Fold
 from latent_bridge.training.evaluate import evaluate_translation, mean_metrics
-from latent_bridge.training.translators import SpaceStats, translate
+from latent_bridge.training.translators import EQUAL_DIM_KINDS, SVCCA_VARIANCE, SpaceStats, translate
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -92,7 +92,7 @@ def _key(kind: str, m: EdgeMetrics) -> tuple[float, int, float]:
 
 
 def linear_kinds(pair: Pair, cfg: TrainConfig) -> list[str]:
-    wanted = {"auto": ("identity", "centroid", *LINEAR_BASES), "mlp": LINEAR_BASES}.get(cfg.kind, (cfg.kind,))
+    wanted = {"auto": (*EQUAL_DIM_KINDS, *LINEAR_BASES), "mlp": LINEAR_BASES}.get(cfg.kind, (cfg.kind,))
     kinds = [k for k in wanted if applies(k, pair)]
     if not kinds:
         raise ValueError(
@@ -195,8 +195,10 @@ def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tupl
         params: dict[str, float | int | str] = {}
         if linear == "ridge":
             params["ridge_alpha"] = board.alphas[d]
-        if linear == "cca":
+        if linear in ("cca", "svcca"):
             params["cca_dim"] = cfg.cca_dim
+        if linear == "svcca":
+            params["svcca_variance"] = SVCCA_VARIANCE
         if kind == "mlp":
             params |= {"base": linear, "epochs": epochs[d]}
         choices.append(Choice(kind, params, found[kind], dict(board.metrics[d])))

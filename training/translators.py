@@ -53,32 +53,54 @@ def affine_from_standardised(m: np.ndarray, src: SpaceStats, dst: SpaceStats) ->
     return AffineTranslator(weight.astype(np.float32), bias.astype(np.float32))
 
 
+EQUAL_DIM_KINDS = ("identity", "centroid", "standardise")  # maps that only exist between equal dimensions
+SVCCA_VARIANCE = 0.99  # share of each side's variance svcca's SVD step keeps
+
+
 def fit_linear(kind: str, xs: np.ndarray, ys: np.ndarray, ridge_alpha: float = 1.0, cca_dim: int = 128) -> np.ndarray:
     """The map m on standardised rows (xs @ m ≈ ys) for a linear kind; xs, ys paired row by row."""
     da, db = xs.shape[1], ys.shape[1]
-    if kind in ("identity", "centroid"):
+    if kind in EQUAL_DIM_KINDS:
         if da != db:
             raise ValueError(f"{kind} needs equal dimensions, got {da} and {db}")
-        return np.eye(da, dtype=np.float64)
+        return _zscore_map(xs, ys) if kind == "standardise" else np.eye(da, dtype=np.float64)
     if kind == "procrustes":
         return _procrustes(xs, ys)
     if kind == "ridge":
         return _ridge(xs, ys, ridge_alpha)
     if kind == "cca":
         return _cca_maps(xs, ys, cca_dim)[0]
+    if kind == "svcca":
+        return _svcca_maps(xs, ys, cca_dim)[0]
     raise ValueError(f"unknown linear kind {kind!r}")
 
 
 def fit_linear_both(kind: str, xs: np.ndarray, ys: np.ndarray, alphas: tuple[float, float] = (1.0, 1.0),
                     cca_dim: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Both maps of a linear kind, (xs → ys, ys → xs), sharing the work the two directions have in common:
-    one SVD serves both Procrustes maps (the backward one is the transpose), one whitening both CCA maps."""
+    one SVD serves both Procrustes maps (the backward one is the transpose), one whitening both CCA maps
+    (and, for SVCCA, one SVD per side)."""
     if kind == "procrustes":
         m = _procrustes(xs, ys)
         return m, m.T.copy()
     if kind == "cca":
         return _cca_maps(xs, ys, cca_dim)
+    if kind == "svcca":
+        return _svcca_maps(xs, ys, cca_dim)
     return fit_linear(kind, xs, ys, alphas[0], cca_dim), fit_linear(kind, ys, xs, alphas[1], cca_dim)
+
+
+def _zscore_map(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """diag(σ_y / σ_x): per-dimension z-scoring of x, identity, then y's per-dimension spread.
+
+    The rows are already centred and divided by one scalar per side (``SpaceStats``), which is all
+    ``centroid`` does; this kind also equalises every dimension's spread (the seeds' "centring and
+    scaling"). σ is each column's root mean square, i.e. its standard deviation about the space's mean;
+    a constant source dimension maps to nothing.
+    """
+    sx, sy = np.sqrt((xs**2).mean(axis=0)), np.sqrt((ys**2).mean(axis=0))
+    ratio = np.divide(sy, sx, out=np.zeros_like(sy, dtype=np.float64), where=sx > 1e-12)
+    return np.diag(ratio)
 
 
 def _procrustes(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -130,6 +152,23 @@ def _cca_maps(xs: np.ndarray, ys: np.ndarray, k: int, reg: float = 1e-1) -> tupl
     a = wx @ u[:, :k]  # x → canonical
     b = wy @ vt[:k].T  # y → canonical
     return (a * rho[:k]) @ np.linalg.pinv(b), (b * rho[:k]) @ np.linalg.pinv(a)
+
+
+def svd_basis(xs: np.ndarray, keep: float = SVCCA_VARIANCE) -> np.ndarray:
+    """Columns: the fewest right singular vectors of xs whose squared singular values hold ``keep`` of the total."""
+    _, sv, vt = np.linalg.svd(xs, full_matrices=False)
+    energy = np.cumsum(sv**2) / max(float((sv**2).sum()), 1e-300)
+    r = min(int(np.searchsorted(energy, keep)) + 1, len(sv))
+    return np.asarray(vt[:r].T)
+
+
+def _svcca_maps(xs: np.ndarray, ys: np.ndarray, k: int, keep: float = SVCCA_VARIANCE) -> tuple[np.ndarray, np.ndarray]:
+    """SVCCA (Raghu et al., 2017): each side cut to the singular directions holding ``keep`` of its variance,
+    so CCA cannot fit correlations in the noise directions, then ``_cca_maps`` between the reduced spaces,
+    lifted back to the full ones (x → reduced x → reduced y → y)."""
+    px, py = svd_basis(xs, keep), svd_basis(ys, keep)
+    f, g = _cca_maps(xs @ px, ys @ py, k)
+    return px @ f @ py.T, py @ g @ px.T
 
 
 class MLPTranslator(nn.Module):

@@ -35,8 +35,9 @@ INDEX_DIR = "index"
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "output"
 
-EdgeKind = Literal["identity", "centroid", "procrustes", "ridge", "cca", "mlp"]
-EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "procrustes", "ridge", "cca", "mlp")
+# Simplest first: selection breaks ties by this order. New kinds only add values, so old bundles still read.
+EdgeKind = Literal["identity", "centroid", "standardise", "procrustes", "ridge", "cca", "svcca", "mlp"]
+EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "standardise", "procrustes", "ridge", "cca", "svcca", "mlp")
 IndexType = Literal["flat", "ivf", "hnsw", "ivf-pq"]
 INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf", "hnsw", "ivf-pq")
 

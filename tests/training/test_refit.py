@@ -72,7 +72,8 @@ def test_holdout_keeps_a_test_split_out_of_every_fit(tmp_path: Path) -> None:
         assert edge.fit is not None and edge.fit.n_samples == len(usable)
         assert edge.metrics.source == "test" and edge.metrics.n_test == len(test)
         assert all(c.source == "cross_validation" for c in edge.candidates.values())
-        assert {"identity", "centroid", "procrustes", "ridge", "cca", "mlp"} == set(edge.candidates)
+        assert set(edge.candidates) == {"identity", "centroid", "standardise", "procrustes", "ridge", "cca", "svcca",
+                                        "mlp"}
 
 
 def test_a_collapsed_translator_is_refused(tmp_path: Path) -> None:

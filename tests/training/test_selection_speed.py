@@ -13,7 +13,7 @@ from latent_bridge.training.selection import Board, _choose, _nested_r1
 from latent_bridge.training.translators import fit_linear, fit_linear_both
 
 
-@pytest.mark.parametrize("kind", ["procrustes", "ridge", "cca"])
+@pytest.mark.parametrize("kind", ["procrustes", "ridge", "cca", "svcca"])
 @pytest.mark.parametrize("n", [300, 40])  # 40 < 48: ridge takes its dual form
 def test_both_directions_at_once_equal_two_separate_fits(kind: str, n: int) -> None:
     rng = np.random.default_rng(0)
