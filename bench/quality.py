@@ -2,8 +2,9 @@
 
 For each dataset and seed, a fifth of the samples is held out by sample (``--holdout 0.2`` with that
 seed, so training never sees them); the bundle is trained with defaults on the rest. On the same
-training pairs we fit what a user would fit themselves: identity, centring, orthogonal Procrustes,
-ridge (alpha by 5-fold cross-validation over training samples, then refit on all of them) and CCA.
+training pairs we fit what a user would fit themselves: identity, centring, per-dimension standardisation
+(z-scoring), orthogonal Procrustes, ridge (alpha by 5-fold cross-validation over training samples, then refit
+on all of them), CCA and SVCCA (SVD to 99% of the variance, then CCA).
 Everything is scored on the hold-out the way the server ranks (cosine after the gallery's centring);
 ridge is also scored under raw cosine and keeps the better of the two. The bundle is run through the
 server's own code, each edge and route searched the way the bundle chose on cross-validation (chained, or
@@ -12,6 +13,9 @@ text → image) are compared with a direct ridge map fitted on the same training
 pairs, and every route the server would choose is checked against the route with the best held-out R@1.
 
     python bench/quality.py [--datasets demo synthetic] [--seeds 0 1 2] [--out reports/quality]
+
+``--baselines-only`` refits just the baselines into per-seed results already in ``--out`` (they depend only
+on the data and the seed's hold-out), so a new baseline joins old runs without retraining their bundles.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from latent_bridge.training.translators import SpaceStats, fit_linear
 from threadpoolctl import threadpool_limits
 
 HOLDOUT = 0.2
-BASELINES = ("identity", "centring", "procrustes", "ridge", "cca")
+BASELINES = ("identity", "centring", "standardise", "procrustes", "ridge", "cca", "svcca")
 RIDGE_ALPHAS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 DATASETS: dict[str, dict[str, object]] = {
     "demo": {"edges": [("image", "text"), ("audio", "text")], "direct": [("audio", "image")]},
@@ -111,9 +115,11 @@ class Baselines:
         if self.a.dim == self.b.dim:
             found["identity"] = self._score(None)
             found["centring"] = self._score(np.eye(self.a.dim))
+            found["standardise"] = self._score(fit_linear("standardise", xs, ys))
         found["procrustes"] = self._score(fit_linear("procrustes", xs, ys))
         found["ridge"] = self._score(fit_linear("ridge", xs, ys, self.ridge_alpha()), raw_too=True)
         found["cca"] = self._score(fit_linear("cca", xs, ys))
+        found["svcca"] = self._score(fit_linear("svcca", xs, ys))
         return found
 
 
@@ -169,6 +175,39 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path, extras
     if spec["direct"] and extras and not suite:
         result["route_choice"] = route_choice(work / f"{name}-{seed}", data_dir, data, split, spec, seed)
     return result
+
+
+def refresh_baselines(data_dir: Path, path: Path) -> None:
+    """Refit every baseline of one per-seed result on its seed's split, keeping the bundle's numbers.
+
+    The baselines the result already holds must come out the same, or the data or the split changed since
+    the run and only a full run is comparable: then this result is left as it was.
+    """
+    run = json.loads(path.read_text())
+    seed = int(run["seed"])
+    before = {k for e in run["edges"].values() for k in e["baselines"]}
+    data = load_dataset(data_dir)
+    usable, test = holdout_split(set().union(*(set(d.samples.tolist()) for d in data.values())), seed, HOLDOUT)
+    with threadpool_limits(1):
+        for key, edge in run["edges"].items():
+            src, dst = key.split("__")
+            edge["baselines"] = _same_as_before(edge["baselines"], Baselines(data[src], data[dst], usable, test,
+                                                                             seed).all(), f"{path.name} {key}")
+        for key, route in run["routes"].items():
+            direct = Baselines(data[route["path"][0]], data[route["path"][-1]], usable, test, seed).all()
+            route["direct"] = _same_as_before(route["direct"], direct, f"{path.name} {key}")
+            route["direct_ridge"] = direct["ridge"]
+    added = {k for e in run["edges"].values() for k in e["baselines"]} - before
+    run["baselines_added"] = sorted(set(run.get("baselines_added", [])) | added)
+    path.write_text(json.dumps(run, indent=2) + "\n")
+
+
+def _same_as_before(old: dict[str, dict[str, float]], new: dict[str, dict[str, float]],
+                    where: str) -> dict[str, dict[str, float]]:
+    for kind, scores in old.items():
+        if any(abs(scores[m] - new[kind][m]) > 1e-9 for m in scores):
+            raise SystemExit(f"{where}: {kind} refits to {new[kind]}, the run has {scores}; rerun it in full")
+    return new
 
 
 def strategies(served: Bundle, route: list[str], data: dict[str, ModalityData], usable: frozenset[str],
@@ -246,6 +285,7 @@ def table(name: str, runs: list[dict[str, object]]) -> str:
                      f"{ms([a['r1'] for a in alone])} ({statistics.mean(a['r10'] for a in alone):.2f}) | "
                      + " | ".join(cells) + f" | {ratio:.2f}× |")
     lines += ["", f"Mean over edges of bundle / ridge R@1: {statistics.mean(ratios):.2f}×."]
+    lines += added_note(runs)
     routes = runs[0]["routes"]
     assert isinstance(routes, dict)
     if routes:
@@ -293,6 +333,13 @@ def table(name: str, runs: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def added_note(runs: list[dict[str, object]]) -> list[str]:
+    """Say which baselines were fitted into these runs afterwards: their bundles never had them as candidates."""
+    added = sorted({k for r in runs for k in r.get("baselines_added", [])})  # type: ignore[attr-defined]
+    return ["", f"Baselines {', '.join(added)} were fitted into these runs afterwards (`--baselines-only`, same "
+            "split and training pairs); the bundles were trained before `auto` considered them."] if added else []
+
+
 def searches(rows: list[dict[str, object]]) -> str:
     """The search each seed's bundle chose for an edge (chain where it recorded none)."""
     return ", ".join(str(row.get("chosen", "chain")) for row in rows)
@@ -332,6 +379,7 @@ def suite_table(name: str, runs: list[dict[str, object]]) -> str:
                      f"{r1_r10([row.get('translator', row['bundle']) for row in rows])} | "
                      + " | ".join(cells) + f" | {best} | {ms(diff)} | {'yes' if holds else '**no**'} | {mlp} | "
                      f"{linear} {ms([c[linear]['r1'] for c in cv])} |")
+    lines += added_note(runs)
     if routes:
         lines += ["", "| query | bundle route | routed, chained | routed, as served | best direct baseline (same "
                   "training pairs) | chained / direct R@1 | served / direct R@1 |", "|---|---|---|---|---|---|---|"]
@@ -361,6 +409,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/quality"))
     parser.add_argument("--tables-only", action="store_true",
                         help="only print the tables from the per-seed results already in --out (seeds run apart)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="refit only the baselines into the per-seed results already in --out, then the tables")
     parser.add_argument("--edges-and-routes-only", action="store_true",
                         help="skip the eval report and the route-choice check (the grown direct edges)")
     args = parser.parse_args()
@@ -369,7 +419,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             data_dir = dataset_dir(name, Path(tmp))
-            for seed in [] if args.tables_only else args.seeds:
+            for seed in args.seeds if args.baselines_only else []:
+                refresh_baselines(data_dir, args.out / f"{name}-seed{seed}.json")
+            for seed in [] if args.tables_only or args.baselines_only else args.seeds:
                 run = run_seed(name, data_dir, Path(tmp), seed, args.out, not args.edges_and_routes_only)
                 (args.out / f"{name}-seed{seed}.json").write_text(json.dumps(run, indent=2) + "\n")
             runs = [json.loads((args.out / f"{name}-seed{s}.json").read_text()) for s in args.seeds]
