@@ -359,7 +359,7 @@ def _translate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains edges (unset ones keep TrainConfig's defaults)."""
-    parser.add_argument("--kind", default=None, help="auto (default), identity, centroid, procrustes, ridge, cca, mlp")
+    parser.add_argument("--kind", default=None, help="auto (default), identity, centroid, standardise, procrustes, ridge, cca, svcca, mlp")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--holdout", type=float, default=None,
                         help="fraction of samples kept out of every fit as a test split (default 0: the shipped "
