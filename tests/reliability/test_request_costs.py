@@ -148,6 +148,7 @@ def test_row5_a_megabyte_id_is_refused_before_any_lookup(server: Server) -> None
     with httpx.Client(base_url=server.base, timeout=10) as http:
         for params in ({"id": "i" * 5000}, {"id": "é" * 600}, {"id": "b\0"}):  # 1200 bytes in 600 characters
             refused(http.get("/retrieve", params={"from": "b", "to": "a"} | params), "invalid-id")
+            refused(http.get("/media", params={"modality": "b"} | params), "invalid-id")
         many = http.post("/retrieve", json={"from": "b", "to": "a", "ids": ["i" * 1000] * 70})  # 70 kB in all
         refused(many, "invalid-id", "65536 bytes")
         found = http.post("/retrieve", json={"from": "b", "to": "a", "ids": [b_id(5)], "k": 1})
