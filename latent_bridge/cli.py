@@ -237,6 +237,11 @@ def _print_edges(manifest: ManifestLike, only: list[str] | None = None) -> None:
         if only is not None and edge.key not in only:
             continue
         m = edge.metrics
+        if m.n_test == 0:
+            fit = edge.fit.hyperparameters if edge.fit else {}
+            print(f"  {edge.source:>8} → {edge.target:<8} {edge.kind:<10} not measured: no shared samples "
+                  f"(alignment cosine {fit.get('alignment_cosine', '-')})")
+            continue
         print(f"  {edge.source:>8} → {edge.target:<8} {edge.kind:<10} R@1 {m.r1:.3f}  R@10 {m.r10:.3f}  "
               f"cycle cos {m.cycle_cosine:.3f}")
 
@@ -359,7 +364,9 @@ def _translate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains edges (unset ones keep TrainConfig's defaults)."""
-    parser.add_argument("--kind", default=None, help="auto (default), identity, centroid, standardise, procrustes, ridge, cca, svcca, mlp")
+    parser.add_argument("--kind", default=None,
+                        help="auto (default), identity, centroid, standardise, procrustes, ridge, cca, svcca, mlp, "
+                        "or unpaired (aligns two spaces from each side's own rows; shared samples optional)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--holdout", type=float, default=None,
                         help="fraction of samples kept out of every fit as a test split (default 0: the shipped "

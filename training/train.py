@@ -33,6 +33,7 @@ from latent_bridge.training.export import to_onnx
 from latent_bridge.training.fitting import Final, refit
 from latent_bridge.training.selection import Selection, select
 from latent_bridge.training.translators import translate
+from latent_bridge.training.unpaired_edge import KIND, refit_unpaired, select_unpaired
 from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 def plan_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[tuple[str, str]]:
     """Unordered pairs to train: those named by ``--edges`` or every pair sharing enough samples."""
     if cfg.edges is None:
+        if cfg.kind == KIND:
+            raise ValueError("--kind unpaired needs --edges: name the spaces to align, e.g. --edges a:c")
         return trainable_pairs(data, cfg.min_shared)
     pairs: list[tuple[str, str]] = []
     for a, b in cfg.edges:
@@ -50,8 +53,9 @@ def plan_pairs(data: dict[str, ModalityData], cfg: TrainConfig) -> list[tuple[st
             if m not in data:
                 raise ValueError(f"edge {a}:{b} names unknown modality {m!r} (known: {', '.join(sorted(data))})")
         n = len(shared_samples(data[a], data[b]))
-        if n < cfg.min_shared:
-            raise ValueError(f"edge {a}:{b}: only {n} shared samples, at least {cfg.min_shared} needed")
+        if n < cfg.min_shared and cfg.kind != KIND:
+            raise ValueError(f"edge {a}:{b}: only {n} shared samples, at least {cfg.min_shared} needed; "
+                             "--kind unpaired aligns the two spaces from each side's own rows")
         key = (min(a, b), max(a, b))
         if key not in pairs:
             pairs.append(key)
@@ -103,14 +107,21 @@ def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: FoldMaps 
         started = time.perf_counter()
         pair = Pair(data[a], data[b], cfg.max_pairs_per_sample)
         with threadpool_limits(cfg.threads):  # numpy's BLAS too: oversubscribed shared cores slow it tenfold
-            selection = select(pair, folds, cfg, position=1)
-            final = refit(pair, usable, selection, cfg)
-        if maps is not None:
+            selection, final = _fit_pair(pair, usable, folds, cfg)
+        if maps is not None and selection.folds:  # an unpaired edge without shared samples has no fold maps
             maps[a, b] = [partial(translate, f) for f, _ in selection.folds]
             maps[b, a] = [partial(translate, g) for _, g in selection.folds]
         artifacts.extend(artifacts_for(pair, selection, final, usable, test))
         log.info("%s: %s in %.1fs", pair.name, [c.kind for c in selection.choices()], time.perf_counter() - started)
     return artifacts
+
+
+def _fit_pair(pair: Pair, usable: Samples, folds: list[Fold], cfg: TrainConfig) -> tuple[Selection, Final]:
+    if cfg.kind == KIND:
+        selection = select_unpaired(pair, folds, cfg)
+        return selection, refit_unpaired(pair, usable, selection, cfg)
+    selection = select(pair, folds, cfg, position=1)
+    return selection, refit(pair, usable, selection, cfg)
 
 
 def train(cfg: TrainConfig) -> Manifest:
