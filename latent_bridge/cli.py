@@ -348,6 +348,53 @@ def cmd_translate(args: argparse.Namespace) -> None:
           f"({done.rows / max(done.seconds, 1e-9):,.0f} rows/s)")
 
 
+def cmd_migrate(args: argparse.Namespace) -> None:
+    try:
+        from latent_bridge.training.migrate import MigrationConfig, migrate, write_report
+    except ModuleNotFoundError as exc:
+        _need(TRAIN_HINT)(exc)
+    if Path(args.out).exists():
+        fail(f"{args.out}: a bundle already exists there; bundles are immutable, pick a new name")
+    cfg = MigrationConfig(corpus=args.corpus, sample=args.sample, out=args.out, queries=args.queries,
+                          reembedded=args.reembedded, old=args.old, new=args.new, holdout=args.holdout,
+                          kind=args.kind, seed=args.seed, progress=not args.quiet)
+    report = migrate(cfg)
+    path = args.report or args.out.with_name(f"{args.out.name}.migration.json")
+    write_report(report, path)
+    print(f"wrote bundle {args.out} (gallery: the old corpus, {report['corpus']} items) and {path}")
+    for scope in ("held_out_documents", "queries"):
+        if scope in report:
+            _print_migration(scope, report[scope])  # type: ignore[arg-type]
+
+
+def _print_migration(scope: str, found: dict[str, object]) -> None:
+    r10 = {k: v["r10"] for k, v in found.items() if isinstance(v, dict)}
+    kept = found.get("recall_retained_adapter")
+    print(f"  {scope} ({found['queries']} queries, gallery {found['gallery']}): R@10 "
+          + ", ".join(f"{k} {v:.3f}" for k, v in r10.items())
+          + (f"; recall retained {kept:.3f}" if isinstance(kept, float) else ""))
+
+
+def _migrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mg = sub.add_parser("migrate", help="serve new-encoder queries against an old corpus: adapter, gallery, report")
+    mg.add_argument("--corpus", type=Path, required=True, help="old corpus Parquet: id, embedding (old encoder)")
+    mg.add_argument("--sample", type=Path, required=True,
+                    help="Parquet of a re-embedded sample: id (corpus ids), embedding (new encoder)")
+    mg.add_argument("--out", type=Path, required=True, help="the new bundle folder")
+    mg.add_argument("--queries", type=Path, default=None,
+                    help="held-out queries: id, embedding (new encoder), relevant (corpus id), optional embedding_old")
+    mg.add_argument("--reembedded", type=Path, default=None,
+                    help="the whole corpus embedded by the new encoder (benchmarks): exact re-embedding recall")
+    mg.add_argument("--old", default="old", help="modality name of the old encoder's space (default old)")
+    mg.add_argument("--new", default="new", help="modality name of the new encoder's space (default new)")
+    mg.add_argument("--holdout", type=float, default=0.2, help="share of the sample kept out to report on")
+    mg.add_argument("--kind", default="auto", help="the adapter's kind (default auto)")
+    mg.add_argument("--seed", type=int, default=0)
+    mg.add_argument("--report", type=Path, default=None, help="report JSON (default <out>.migration.json)")
+    mg.add_argument("--quiet", action="store_true", help="no progress bars")
+    mg.set_defaults(func=cmd_migrate)
+
+
 def _translate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr = sub.add_parser("translate", help="translate a corpus file's embeddings offline, streamed in batches")
     tr.add_argument("--bundle", type=Path, required=True)
@@ -519,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None)
     serve.set_defaults(func=cmd_serve)
     _translate_parser(sub)
+    _migrate_parser(sub)
     return parser
 
 
