@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import milvuslite
 import pytest
-from encoder_bundle import EncoderBundles, build, missing
+from encoder_bundle import EncoderBundles, build, bundles_at, missing
+from filelock import FileLock
 
 
 @pytest.fixture
@@ -29,7 +31,15 @@ def encoder_bundles(tmp_path_factory: pytest.TempPathFactory) -> EncoderBundles:
     reason = missing()
     if reason:
         pytest.skip(reason)
-    return build(tmp_path_factory.mktemp("encoders"))
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp("encoders"))
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above every worker's own
+    with FileLock(shared / "encoders.lock"):  # the first worker builds it, the others wait and reuse it
+        if not (shared / "encoders" / "built").is_file():
+            bundles = build(shared / "encoders")
+            (shared / "encoders" / "built").touch()
+            return bundles
+    return bundles_at(shared / "encoders")
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,12 @@ def build(root: Path) -> EncoderBundles:
     from latent_bridge.training.encoders_export import with_encoders
     from latent_bridge.training.train import train
 
-    translators = root / "translators"
-    train(TrainConfig(data=DEMO_DATA, out=translators, edges=DEMO_EDGES, progress=False))
-    with_encoders(translators, root / "demo", media_from=DEMO_DATA)
-    return EncoderBundles(root / "demo", translators)
+    bundles = bundles_at(root)
+    train(TrainConfig(data=DEMO_DATA, out=bundles.translators_only, edges=DEMO_EDGES, progress=False))
+    with_encoders(bundles.translators_only, bundles.with_encoders, media_from=DEMO_DATA)
+    return bundles
+
+
+def bundles_at(root: Path) -> EncoderBundles:
+    """Where ``build(root)`` puts the two bundles."""
+    return EncoderBundles(root / "demo", root / "translators")
