@@ -49,6 +49,16 @@ def top_hit(response: httpx.Response, query: str) -> str:
     return str(next(r["hits"][0]["id"] for r in response.json()["results"] if r["query"] == query))
 
 
+def assert_hits_carry_their_items_records(client: httpx.Client, body: dict[str, object]) -> None:
+    """Every hit's sample and payload are its stored item's: pooled strategies rank hits without payload and
+    complete only the survivors, which must not mix up rows."""
+    for result in body["results"]:  # type: ignore[attr-defined]
+        for hit in result["hits"]:
+            item = client.get(f"/galleries/c/items/{hit['id']}", headers=KEYED).json()
+            assert (hit["sample"], hit["payload"]) == (item["sample"], item["payload"]), (hit, item)
+            assert hit["payload"]["shelf"] == "train"
+
+
 def test_route_reports_and_requests_pin_the_strategy_and_writes_reach_the_pivot_gallery(writable: Path) -> None:
     manifest = read_manifest(writable)
     (choice,) = [r for r in manifest.routes if (r.source, r.target) == ("a", "c")]
@@ -70,6 +80,7 @@ def test_route_reports_and_requests_pin_the_strategy_and_writes_reach_the_pivot_
             assert (body["strategy"], body["pivot"]) == (strategy, None if strategy == "chain" else "b")
             assert all(len(r["hits"]) == 5 for r in body["results"])
             assert partner_hits(found) >= 0.8, (strategy, body["results"][0])
+            assert_hits_carry_their_items_records(client, body)
 
         doc = client.get("/galleries/c/items/doc-4", headers=KEYED).json()  # move doc-4 to a new id
         put = client.put("/galleries/c/items", headers=KEYED,
