@@ -12,15 +12,20 @@ end. Bounded in time (``--seconds`` ≤ 600) and in requests (``--max-requests``
 Exit status 1 on any unexpected status or transport error, or memory growth of ``--max-growth`` or more.
 
 ``--attack`` runs the soak twice on fresh servers, clean and then beside an attack mix (``--attackers``
-loops sending pinned paths of 40,000 hops, vectors of 3e38, 1 MiB headers and reloads of bundles outside
-the models folder, plus ``--slow-sockets`` connections that never finish their headers, reopened as the
-server cuts them off), and compares the normal requests' p99 and the server's memory between the two.
+loops sending pinned paths of 40,000 hops, vectors of 3e38, 1 MiB headers, reloads of bundles outside the
+models folder, a 500k-character id, a `where` of 50k values, an id with a NUL, and where the bundle has
+encoders the crafted raw inputs of the hardening review (``tests/support/attack_payloads.py``: a PNG
+claiming 30000×30000 px, an EPS loop as an image, SDP and ffconcat texts as audio, 32 texts of 10k
+characters), plus ``--slow-sockets`` connections that never finish their headers, reopened as the server
+cuts them off), and compares the normal requests' p99 and the server's memory between the two; it
+tallies each attack's answers (4xx and 503 are the server refusing, 5xx or transport errors are not).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import multiprocessing
 import os
 import random
@@ -36,6 +41,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from attack_payloads import EPS, FFCONCAT, SDP, png_header  # noqa: E402  # the hardening review's inputs
 
 HOST = "127.0.0.1"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
@@ -112,7 +120,13 @@ async def one_request(
 
 
 SPAWN = multiprocessing.get_context("spawn")
-ATTACK_KINDS = ("long-path", "huge-values", "huge-headers", "refused-reload")
+ATTACK_KINDS = ("long-path", "huge-values", "huge-headers", "refused-reload", "long-id", "huge-where", "nul-id")
+RAW_ATTACKS = {  # kind: (the encoder input it is sent as, the bytes)
+    "png-30000x30000": ("image", png_header(30_000, 30_000)),
+    "eps-as-image": ("image", EPS),
+    "sdp-as-audio": ("audio", SDP),
+    "ffconcat-as-audio": ("audio", FFCONCAT),
+}
 
 
 @dataclass
@@ -127,8 +141,28 @@ async def one_attack(
     pairs: list[tuple[str, str]] = world["pairs"]  # type: ignore[assignment]
     dims: dict[str, int] = world["dims"]  # type: ignore[assignment]
     source, target = next(((a, b) for a, b in pairs if a != b), pairs[0])
-    kind = rng.choice(ATTACK_KINDS)
+    encoders: dict[str, str] = world["encoders"]  # type: ignore[assignment]  # encoder input: modality
+    raw = [k for k, (needs, _) in RAW_ATTACKS.items() if needs in encoders]
+    kind = rng.choice([*ATTACK_KINDS, *raw, *(["long-texts"] if "text" in encoders else [])])
     try:
+        if kind in RAW_ATTACKS:
+            needs, data = RAW_ATTACKS[kind]
+            r = await http.post("/embed", json={"modality": encoders[needs], needs: base64.b64encode(data).decode()})
+            return kind, r.status_code
+        if kind == "long-texts":
+            r = await http.post("/embed", json={"modality": encoders["text"], "text": ["word " * 2000] * 32})
+            return kind, r.status_code
+        if kind == "long-id":
+            r = await http.post("/retrieve", json={"from": source, "to": target, "ids": ["i" * 500_000]})
+            return kind, r.status_code
+        if kind == "huge-where":
+            where = {"caption": [f"caption {i}" for i in range(50_000)]}  # under the soak's 1 MiB body limit
+            r = await http.post("/retrieve", json={"from": source, "to": target, "vector": [0.1] * dims[source],
+                                                   "where": where})
+            return kind, r.status_code
+        if kind == "nul-id":
+            r = await http.get("/retrieve", params={"from": source, "to": target, "id": "item\0"})
+            return kind, r.status_code
         if kind == "long-path":
             path = [source, target] * 20_000  # 40,000 hops, under 1 MiB
             r = await http.post("/translate", json={"from": source, "to": target, "vector": [0.1] * dims[source],
@@ -220,7 +254,8 @@ async def soak(
                 )
             ).json()
             ids[m] = [h["id"] for h in hits["results"][0]["hits"]]
-        world: dict[str, object] = {"pairs": pairs, "dims": dims, "ids": ids}
+        encoders = {m["encoder"]: m["name"] for m in info["modalities"] if m.get("encoder")}
+        world: dict[str, object] = {"pairs": pairs, "dims": dims, "ids": ids, "encoders": encoders}
 
         started = time.monotonic()
         deadline = started + args.seconds
@@ -415,6 +450,10 @@ def main() -> int:
     failed = report(args, "beside the attack mix", attacked) or failed
     print("attack answers: " + ", ".join(f"{k} {s}: {n}" for (k, s), n in sorted(attack.statuses.items(), key=str)))
     print(f"slow-header connections cut off by the server: {attack.slow_cut}")
+    crashed = {f"{k} {s}": n for (k, s), n in attack.statuses.items() if isinstance(s, int) and s >= 500 and s != 503}
+    if crashed:  # an attack must be refused (4xx, or 503 with Retry-After), never break the server
+        print(f"attacks answered with a server error: {crashed}")
+        failed = True
     p99 = percentile(clean[0].latencies, 99), percentile(attacked[0].latencies, 99)
     print(f"normal requests' p99: clean {p99[0]:.1f} ms, under attack {p99[1]:.1f} ms ({p99[1] / p99[0]:.2f}×)")
     growth = [(r[3] - r[2]) / r[2] for r in (clean, attacked)]

@@ -12,26 +12,22 @@ from __future__ import annotations
 import base64
 import io
 import os
-import struct
 import threading
 import time
 import wave
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from attack_payloads import EPS, FFCONCAT, SDP, png_header
 from encoder_bundle import EncoderBundles
 from PIL import Image
 from serverprocess import Server, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.encoders]
 MiB = 1 << 20
-SDP = b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 5004 RTP/AVP 0\n"
-EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
-FFCONCAT = b"ffconcat version 1.0\nfile 'files/tone.wav'\n"
 
 
 def tone_wav() -> bytes:
@@ -48,16 +44,6 @@ def saved(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width × height (8-bit grey) over a few bytes of pixels: tiny to send."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def rss_mib(pid: int) -> int:
