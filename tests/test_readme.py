@@ -1,16 +1,16 @@
-"""The README's printed answers are the server's: its queries and its Python client example run against the
-demo bundle (trained from data/demo, with its encoders, as `make demo` builds it) served by a real
-`latent-bridge serve` process, and what they print must be what the README shows.
+"""The printed answers of the README and the docs pages are the server's: their marked queries and Python
+client examples run against the demo bundle (trained from data/demo, with its encoders, as `make demo`
+builds it) served by a real `latent-bridge serve` process, and what they print must be what the page shows.
 
-The README marks what is checked with an HTML comment right before a fenced block:
+A page marks what is checked with an HTML comment right before a fenced block:
 
-- ``<!-- readme-test: queries -->``: lines ``curl -s 'localhost:8000/<path>'``, each followed by its answer
+- ``<!-- doc-test: queries -->``: lines ``curl -s 'localhost:8000/<path>'``, each followed by its answer
   on comment lines ``# → ...`` (continued by ``#   ...``). A ``/retrieve`` answer lists hits as
   ``label score · label score · ...`` (label: the caption, the id, or the id without its ``modality:``
   prefix; score to 2 decimals), in order, ending with ``…`` when it shows fewer than ``k``, and optionally
   ``(searched: <strategy>[ + CSLS][ in <pivot> space])``. A ``/route`` answer reads
   ``path a → b → c, fidelity 0.17, searched: <strategy>[ + CSLS] in <pivot> space``.
-- ``<!-- readme-test: client -->``: a Python block whose trailing ``# ...`` comment lines are exactly what
+- ``<!-- doc-test: client -->``: a Python block whose trailing ``# ...`` comment lines are exactly what
   the code above them prints (run from the repository root, ``http://localhost:8000`` pointing at the
   test's server).
 """
@@ -33,7 +33,8 @@ from serverprocess import Server, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-MARK = "<!-- readme-test: {} -->"
+PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]
+MARK = "<!-- doc-test: {} -->"
 CURL = re.compile(r"^curl -s '?localhost:8000(/[^' ]+)'?\s*$")
 HIT = re.compile(r"^(?P<label>.+) (?P<score>-?\d+\.\d\d)$")
 SEARCHED = re.compile(
@@ -52,7 +53,7 @@ class Query:
 
 
 def blocks(text: str, name: str) -> list[str]:
-    """The fenced blocks right after each ``<!-- readme-test: name -->`` marker."""
+    """The fenced blocks right after each ``<!-- doc-test: name -->`` marker."""
     found = []
     for match in re.finditer(re.escape(MARK.format(name)) + r"\s*\n```[\w-]*\n(.*?)\n```", text, re.S):
         found.append(match.group(1))
@@ -140,14 +141,20 @@ def check_route(query: Query, body: dict[str, Any]) -> list[str]:
     return [f"{key}: README {match[key]!r}, server {value!r}" for key, value in served.items() if match[key] != value]
 
 
+def marked(name: str) -> list[str]:
+    """The blocks marked ``name`` on every page (the README, then docs/ in name order)."""
+    return [block for page in PAGES for block in blocks(page.read_text(), name)]
+
+
 def test_the_readme_marks_its_checked_examples() -> None:
     """Without a server: the markers are there and every marked query can be read."""
     text = README.read_text()
-    assert blocks(text, "client"), "README has no <!-- readme-test: client --> block"
-    marked = [q for block in blocks(text, "queries") for q in queries(block)]
-    assert len(marked) >= 3, marked
-    assert any(q.path.startswith("/route") for q in marked)
-    for query in marked:
+    assert blocks(text, "client"), "README has no <!-- doc-test: client --> block"
+    assert len(marked("client")) >= 2 and len(marked("queries")) >= 3  # README, docs/api.md, docs/strategies.md
+    marked_queries = [q for block in marked("queries") for q in queries(block)]
+    assert len(marked_queries) >= 6, marked_queries
+    assert any(q.path.startswith("/route") for q in marked_queries)
+    for query in marked_queries:
         if query.path.startswith("/retrieve"):
             answer = SEARCHED.sub("", query.answer).strip()
             assert all(HIT.match(p.strip()) for p in answer.split(" · ") if p.strip() != "…"), query
@@ -166,7 +173,7 @@ def server(encoder_bundles: EncoderBundles) -> Iterator[Server]:
 @pytest.mark.encoders
 def test_the_readme_queries_answer_what_it_prints(server: Server) -> None:
     problems = []
-    for query in (q for block in blocks(README.read_text(), "queries") for q in queries(block)):
+    for query in (q for block in marked("queries") for q in queries(block)):
         answer = httpx.get(server.base + query.path, timeout=30)
         assert answer.status_code == 200, (query.path, answer.text)
         check = check_retrieve if query.path.startswith("/retrieve") else check_route
@@ -177,7 +184,7 @@ def test_the_readme_queries_answer_what_it_prints(server: Server) -> None:
 @pytest.mark.slow
 @pytest.mark.encoders
 def test_the_readme_client_example_prints_what_it_shows(server: Server) -> None:
-    for block in blocks(README.read_text(), "client"):
+    for block in marked("client"):
         lines = block.splitlines()
         split = len(lines)
         while split and lines[split - 1].startswith("# "):
