@@ -3,7 +3,6 @@ served, beside the anchor app, and reports each with no errors. Behaviour only: 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from encoder_bundle import EncoderBundles
+from scripts import load_script
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,7 @@ ROUTES = [("audio", "text"), ("audio", "image"), ("image", "text"), ("image", "a
 
 
 def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_load", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_load")
 
 
 @pytest.fixture(scope="module")

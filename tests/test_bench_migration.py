@@ -3,7 +3,6 @@ runs and the docs tables. Behaviour only; the real-encoder numbers live in docs/
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "migration.py"
 
@@ -41,12 +41,7 @@ Description-en: Same text
 
 
 def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_migration", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_migration")
 
 
 @pytest.fixture(scope="module")
