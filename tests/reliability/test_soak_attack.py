@@ -15,6 +15,7 @@ from encoder_bundle import EncoderBundles
 pytestmark = [pytest.mark.slow, pytest.mark.encoders]
 SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 VALID = {"huge-values", "long-texts"}  # requests within every limit: 200 is right
+CLOSABLE = {"huge-headers"}  # refused with 431 and a close, which a reset can overtake (as in test_attacks)
 
 
 def test_soak_beside_the_attack_mix_refuses_every_attack(encoder_bundles: EncoderBundles) -> None:
@@ -31,5 +32,7 @@ def test_soak_beside_the_attack_mix_refuses_every_attack(encoder_bundles: Encode
     for kind, status, _ in answers:
         if kind in VALID:
             assert status in ("200", "503"), (kind, status)
+        elif kind in CLOSABLE and status == "closed":
+            continue
         else:
             assert status.isdigit() and (400 <= int(status) < 500 or status == "503"), (kind, status)
