@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-packages demo serve test lint typecheck pytest docker-check docs bench results clean
+.PHONY: help install system-packages demo serve test lint typecheck pytest pytest-system docker-check docs bench results clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ typecheck: install  ## mypy (strict on service/), over the import tree latent_br
 # training in subprocesses) runs beside the rest; --dist loadscope keeps each module's fixtures on one worker.
 pytest: install  ## the whole test suite, slow tests included, on two workers
 	$(BIN)/pytest -q -n 2 --dist loadscope
+
+pytest-system: install  ## after system-packages: only the tests that need them (pytest -m system)
+	$(BIN)/pytest -q -n 2 --dist loadscope -m system
 
 docker-check: install  ## validate Dockerfiles and compose statically (no engine, no system package needed)
 	$(BIN)/hadolint docker/api.Dockerfile docker/trainer.Dockerfile

@@ -14,6 +14,28 @@ from encoder_bundle import EncoderBundles, build, bundles_at, missing
 from filelock import FileLock
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of the real encoders (the bundle needs the Debian media) or the browser need Debian packages
+    too: ``-m system`` selects every test that ``make system-packages`` lets run (CI's second step)."""
+    for item in items:
+        needs_media = "encoder_bundles" in getattr(item, "fixturenames", ())
+        if needs_media or item.get_closest_marker("encoders") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.system)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A test that skips for want of a Debian package but is not marked ``system`` would never run in CI
+    (step 2 runs ``-m system`` only): fail it, so the mark is added."""
+    report: pytest.TestReport = yield
+    if report.skipped and not item.get_closest_marker("system"):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "apt-get" in reason or "Debian" in reason:
+            report.outcome = "failed"
+            report.longrepr = f"skipped for a Debian package but not marked system: {reason}"
+    return report
+
+
 @pytest.fixture
 def bundle_copy(tmp_path: Path) -> Callable[[Path], Path]:
     """A writable copy of a session bundle (same folder name), for tests that damage or edit it."""

@@ -40,6 +40,7 @@ def few_drawings(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.system
 def test_emoji_list_has_no_skin_tones() -> None:
     _need(emoji.EMOJI_TEST, "unicode-data")
     items = emoji.find_emoji()
@@ -48,12 +49,14 @@ def test_emoji_list_has_no_skin_tones() -> None:
     assert items[0].name == "grinning face" and items[0].sample == "1F600"
 
 
+@pytest.mark.system
 def test_emoji_german_text_is_name_then_keywords() -> None:
     _need(emoji.CLDR, "unicode-cldr-core")
     texts = emoji.cldr_texts("de")
     assert texts["🐶"].startswith("Hundegesicht: ") and "Hund" in texts["🐶"]
 
 
+@pytest.mark.system
 def test_emoji_renders_one_glyph_and_refuses_several() -> None:
     _need(emoji.FONT, "fonts-noto-color-emoji")
     font = emoji.load_font()
@@ -62,6 +65,7 @@ def test_emoji_renders_one_glyph_and_refuses_several() -> None:
     assert emoji.render("🐶🐶🐶", font) is None  # what a sequence the font lacks looks like
 
 
+@pytest.mark.system
 def test_openclipart_drops_generated_shapes_and_collection_keywords(few_drawings: Path) -> None:
     found = {c.path: c for c in openclipart.find_cliparts(few_drawings)}
     assert set(found) == set(DRAWINGS[:2])  # the "gramastar" star is left out
