@@ -14,6 +14,12 @@ pairs, and every route the server would choose is checked against the route with
 
     python bench/quality.py [--datasets demo synthetic] [--seeds 0 1 2] [--out reports/quality]
 
+``--kinds dmvae mlp ...`` also fits each named kind alone (``train --kind K``: its own cross-validation over the
+training samples, then the refit on all of them) on the same training pairs, scores its translators on the
+hold-out as the server ranks (chained, cosine after the gallery's centring) and times it per pair;
+``--kinds-only`` does just that and the baselines, without training bundles, into
+``<dataset>-seed<seed>-kinds.json``, and prints a kind × edge table (R@1 and R@10, mean ± std, seconds).
+
 ``--baselines-only`` refits just the baselines into per-seed results already in ``--out`` (they depend only
 on the data and the seed's hold-out), so a new baseline joins old runs without retraining their bundles.
 """
@@ -33,19 +39,24 @@ from latent_bridge.service.bundle.loader import Bundle, load_bundle
 from latent_bridge.service.engine.graph import ModalityGraph
 from latent_bridge.service.engine.scoring import ranks
 from latent_bridge.training.bundling.pivots import VARIANTS, bank_rows, score_strategies
-from latent_bridge.training.config import TrainConfig
+from latent_bridge.training.candidates import Pair
+from latent_bridge.training.config import KIND_CHOICES, TrainConfig
 from latent_bridge.training.datasets.builders.synthetic import make_dataset
 from latent_bridge.training.datasets.reader import ModalityData, load_dataset, shared_samples
 from latent_bridge.training.datasets.splits import Split, cv_folds, holdout_split, paired_rows
 from latent_bridge.training.evaluate import retrieval_summary
+from latent_bridge.training.fitting import refit
 from latent_bridge.training.grow import add_edge
 from latent_bridge.training.report.run_report import evaluate_bundle, route_runner, score_route
+from latent_bridge.training.selection import select
 from latent_bridge.training.train import train
-from latent_bridge.training.translators import SpaceStats, fit_linear
+from latent_bridge.training.translators import SpaceStats, fit_linear, translate
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 HOLDOUT = 0.2
 BASELINES = ("identity", "centring", "standardise", "procrustes", "ridge", "cca", "svcca")
+TRAINED = tuple(k for k in KIND_CHOICES if k not in ("auto", "unpaired"))  # what --kinds can fit alone
 RIDGE_ALPHAS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 DATASETS: dict[str, dict[str, object]] = {
     "demo": {"edges": [("image", "text"), ("audio", "text")], "direct": [("audio", "image")]},
@@ -98,6 +109,12 @@ class Baselines:
             raw = retrieval_summary(raw_ranks(pred, *args))
             best = max(best, raw, key=lambda s: (s["r1"], s["mrr"]))
         return best
+
+    def score_module(self, module: nn.Module) -> dict[str, float]:
+        """A translator a → b on the hold-out, as the server ranks (cosine after the gallery's centring)."""
+        qa, gb = self.a.rows_of(set(self.test)), self.b.rows_of(set(self.test))
+        pred = translate(module, self.a.embeddings[qa])
+        return retrieval_summary(ranks(pred, self.a.samples[qa], self.b.embeddings[gb], self.b.samples[gb]))
 
     def ridge_alpha(self) -> float:
         """Alpha by 5-fold cross-validation over the training samples (R@1, centred cosine)."""
@@ -175,6 +192,65 @@ def run_seed(name: str, data_dir: Path, work: Path, seed: int, out: Path, extras
     if spec["direct"] and extras and not suite:
         result["route_choice"] = route_choice(work / f"{name}-{seed}", data_dir, data, split, spec, seed)
     return result
+
+
+def fit_kinds(data: dict[str, ModalityData], edges: list[tuple[str, str]], kinds: list[str], usable: frozenset[str],
+              test: frozenset[str], seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Each kind fitted alone on every pair's training samples as ``train --kind K`` fits it (cross-validation
+    over the same folds, then the refit on all of them), both directions scored on the hold-out; per directed
+    edge key, kind → R@1, R@5, R@10, MRR and the pair's wall seconds (selection + refit, 1 thread)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for a, b in edges:
+        for kind in kinds:
+            cfg = TrainConfig(data=Path("."), out=Path("."), kind=kind, seed=seed, holdout=HOLDOUT, progress=False)
+            pair = Pair(data[a], data[b], cfg.max_pairs_per_sample)
+            started = time.perf_counter()
+            with threadpool_limits(1):
+                selection = select(pair, cv_folds(usable, seed, cfg.folds, cfg.val_fraction), cfg)
+                final = refit(pair, usable, selection, cfg)
+            seconds = round(time.perf_counter() - started, 1)
+            for src, dst, module in ((a, b, final.forward), (b, a, final.backward)):
+                scored = Baselines(data[src], data[dst], usable, test, seed).score_module(module)
+                found.setdefault(f"{src}__{dst}", {})[kind] = _pick(scored) | {"seconds": seconds}  # type: ignore[arg-type]
+    return found
+
+
+def run_kinds(name: str, data_dir: Path, seed: int, kinds: list[str]) -> dict[str, object]:
+    """Baselines and ``kinds`` on one seed's split, without a bundle (``--kinds-only``)."""
+    data = load_dataset(data_dir)
+    usable, test = holdout_split(set().union(*(set(d.samples.tolist()) for d in data.values())), seed, HOLDOUT)
+    edges = list(DATASETS[name]["edges"])  # type: ignore[call-overload]
+    result: dict[str, object] = {"seed": seed, "load_before": os.getloadavg()[0], "edges": {}}
+    fitted = fit_kinds(data, edges, kinds, frozenset(usable), frozenset(test), seed)
+    with threadpool_limits(1):
+        for key, by_kind in fitted.items():
+            src, dst = key.split("__")
+            result["edges"][key] = {"baselines": Baselines(data[src], data[dst], usable, test, seed).all(),  # type: ignore[index]
+                                    "kinds": by_kind}
+    return result
+
+
+def kinds_table(name: str, runs: list[dict[str, object]], kinds: list[str]) -> str:
+    """Kind × edge: held-out R@1 / R@10 (mean ± std over seeds) of each fitted kind beside the baselines."""
+    edges = runs[0]["edges"]
+    assert isinstance(edges, dict)
+    shown = [*kinds, *(k for k in BASELINES if k not in kinds)]
+    lines = [f"### {name}: kinds fitted alone", "", f"Held-out R@1 / R@10, mean ± std over seeds "
+             f"{[r['seed'] for r in runs]}, every kind fitted on the same training pairs and scored as served "
+             "(chained, cosine after the gallery's centring). Seconds: selection + refit of the pair, wall, "
+             "1 thread.", "", "| edge | " + " | ".join(shown) + " | " + " | ".join(f"{k} s" for k in kinds) + " |",
+             "|---|" + "---|" * (len(shown) + len(kinds))]
+    for key in edges:
+        rows = [r["edges"][key] for r in runs]  # type: ignore[index]
+        cells = []
+        for kind in shown:
+            vals = [row.get("kinds", {}).get(kind) or row["baselines"].get(kind) for row in rows]
+            cells.append("n/a" if None in vals else r1_r10(vals))
+        secs = [ms([row["kinds"][k]["seconds"] for row in rows]) for k in kinds]
+        lines.append(f"| {key.replace('__', ' → ')} | " + " | ".join(cells) + " | " + " | ".join(secs) + " |")
+    loads = [float(r["load_before"]) for r in runs]  # type: ignore[arg-type]
+    lines += ["", f"1-minute load average {min(loads):.1f}–{max(loads):.1f} before each seed."]
+    return "\n".join(lines) + "\n"
 
 
 def refresh_baselines(data_dir: Path, path: Path) -> None:
@@ -413,7 +489,26 @@ def main() -> None:
                         help="refit only the baselines into the per-seed results already in --out, then the tables")
     parser.add_argument("--edges-and-routes-only", action="store_true",
                         help="skip the eval report and the route-choice check (the grown direct edges)")
+    parser.add_argument("--kinds", nargs="+", default=[], choices=TRAINED, metavar="KIND",
+                        help=f"also fit each of these kinds alone on the same training pairs ({', '.join(TRAINED)})")
+    parser.add_argument("--kinds-only", action="store_true",
+                        help="no bundles: only the baselines and --kinds, into <dataset>-seed<seed>-kinds.json")
     args = parser.parse_args()
+    if args.kinds and not args.kinds_only:
+        parser.error("--kinds goes with --kinds-only (the bundles' runs do not fit kinds alone)")
+    if args.kinds_only:
+        texts = []
+        for name in args.datasets:
+            with tempfile.TemporaryDirectory() as tmp:
+                data_dir = dataset_dir(name, Path(tmp))
+                for seed in [] if args.tables_only else args.seeds:
+                    run = run_kinds(name, data_dir, seed, args.kinds)
+                    (args.out / f"{name}-seed{seed}-kinds.json").write_text(json.dumps(run, indent=2) + "\n")
+            runs = [json.loads((args.out / f"{name}-seed{s}-kinds.json").read_text()) for s in args.seeds]
+            texts.append(kinds_table(name, runs, args.kinds))
+            print(texts[-1], flush=True)
+        (args.out / "kinds.md").write_text("\n".join(texts))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     texts = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -413,6 +413,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains edges (unset ones keep TrainConfig's defaults)."""
     parser.add_argument("--kind", default=None,
                         help="auto (default), identity, centroid, standardise, procrustes, ridge, cca, svcca, mlp, "
+                        "dmvae (a disentangled multimodal VAE per pair), "
                         "or unpaired (aligns two spaces from each side's own rows; shared samples optional)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--holdout", type=float, default=None,
@@ -433,6 +434,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                         help="chain every retrieval: no per-edge or per-route strategy choice, no pivot galleries")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", default=None,
                         help="train the MLP in float32 throughout (default: bfloat16 steps where the CPU has them)")
+    parser.add_argument("--auto-dmvae", dest="auto_dmvae", action="store_true", default=None,
+                        help="auto also considers dmvae (about doubles training time; off by default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

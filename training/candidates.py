@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -72,6 +73,24 @@ class Fitted:
     backward: nn.Module
 
 
+class EpochRun(Protocol):
+    """A pair's trained kind in training (the MLP, the DMVAE): one epoch per ``epoch`` call, translators
+    ``f`` (A→B) and ``g`` (B→A) scoreable at any time, ``snapshot`` a copy to keep."""
+
+    @property
+    def f(self) -> nn.Module: ...
+
+    @property
+    def g(self) -> nn.Module: ...
+
+    @property
+    def epochs(self) -> int: ...
+
+    def epoch(self) -> None: ...
+
+    def snapshot(self) -> Fitted: ...
+
+
 def applies(kind: str, pair: Pair) -> bool:
     return kind not in EQUAL_DIM_KINDS or pair.a.dim == pair.b.dim
 
@@ -120,7 +139,7 @@ def fast_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def _infonce(pred: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, tau: float) -> torch.Tensor:
+def infonce(pred: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, tau: float) -> torch.Tensor:
     """InfoNCE over the batch; other rows of the same sample are not counted as negatives.
 
     Always in float32: logits divided by a small temperature would magnify bfloat16's rounding.
@@ -182,6 +201,6 @@ class MLPRun:
             loss = loss + cfg.recon_weight * (_cos_loss(g.standardised(fx), x) + _cos_loss(f.standardised(gy), y))
         if cfg.infonce_weight:
             loss = loss + cfg.infonce_weight * (
-                _infonce(fx, y, codes, cfg.temperature) + _infonce(gy, x, codes, cfg.temperature)
+                infonce(fx, y, codes, cfg.temperature) + infonce(gy, x, codes, cfg.temperature)
             )
         return loss

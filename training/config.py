@@ -39,6 +39,15 @@ class TrainConfig:
     infonce_weight: float = 1.0
     temperature: float = 0.05
     max_pairs_per_sample: int = 8
+    # DMVAE (--kind dmvae; also a candidate of auto): epochs, patience, weight decay and temperature as above
+    dmvae_lr: float = 6e-3  # it starts from scratch, not from a linear map as the MLP does
+    dmvae_batch_size: int = 128
+    dmvae_hidden: int = 128  # each encoder's and decoder's hidden width
+    dmvae_shared: int = 64  # shared code: what the pair's two sides have in common
+    dmvae_private: int = 8  # each side's private code
+    dmvae_beta: float = 1e-3  # weight of the KL terms (per row, summed over the code)
+    dmvae_align_weight: float = 1.0  # InfoNCE between the two sides' shared means
+    auto_dmvae: bool = False  # auto also tries dmvae: about doubles selection time, and lost on every demo edge
     bf16: bool = True  # MLP steps in bfloat16 autocast (float32 weights) where the CPU has it natively: ~2x faster
     # galleries
     index_type: IndexType = "flat"

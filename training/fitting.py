@@ -2,7 +2,7 @@
 
 Selection scored candidates fitted on part of the data; here the chosen kind is fitted again on all
 usable samples (everything but an optional ``--holdout`` test split), because with a few thousand pairs
-every pair counts. The MLP trains for the epoch count cross-validation found; an epoch sees every pair,
+every pair counts. The MLP and the DMVAE train for the epoch count cross-validation found; an epoch sees every pair,
 so the number of steps grows with the data. A fitted translator whose outputs are non-finite or
 collapsed to one point is refused with a message rather than shipped.
 """
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from latent_bridge.service.bundle.manifest import FinalFit
-from latent_bridge.training.candidates import Fitted, MLPRun, Pair, Samples, fit_kind, standardised_rows
+from latent_bridge.training.candidates import EpochRun, Fitted, MLPRun, Pair, Samples, fit_kind, standardised_rows
 from latent_bridge.training.config import TrainConfig
-from latent_bridge.training.selection import Selection, linear_start
+from latent_bridge.training.dmvae import KIND as DMVAE
+from latent_bridge.training.dmvae import DMVAERun
+from latent_bridge.training.selection import TRAINED_KINDS, Selection, linear_start
 from latent_bridge.training.translators import SpaceStats, translate
 from torch import nn
 
@@ -42,11 +44,14 @@ def refit(pair: Pair, usable: Samples, selection: Selection, cfg: TrainConfig) -
     stats = pair.stats(usable)
     rows = standardised_rows(pair, usable, stats)
     kinds = {c.kind for c in selection.choices()}
-    fitted = {k: fit_kind(pair, k, rows, stats, cfg, selection.alphas) for k in kinds if k != "mlp"}
+    fitted = {k: fit_kind(pair, k, rows, stats, cfg, selection.alphas) for k in kinds if k not in TRAINED_KINDS}
     if "mlp" in kinds:
-        fitted |= _mlp(pair, usable, stats, rows, selection, cfg)
-    forward = fitted[selection.forward.kind if selection.forward.kind != "mlp" else "mlp:0"].forward
-    backward = fitted[selection.backward.kind if selection.backward.kind != "mlp" else "mlp:1"].backward
+        start = linear_start(pair, selection.bases, rows, stats, cfg, selection.alphas)
+        fitted |= _trained(MLPRun(pair, usable, stats, start, cfg), "mlp", selection)
+    if DMVAE in kinds:
+        fitted |= _trained(DMVAERun(pair, usable, stats, cfg), DMVAE, selection)
+    forward = fitted[_key(selection.forward.kind, 0)].forward
+    backward = fitted[_key(selection.backward.kind, 1)].backward
     n_pairs = len(rows[0])
     fits = tuple(FinalFit(n_pairs=n_pairs, n_samples=len(samples), hyperparameters=c.hyperparameters)
                  for c in selection.choices())
@@ -55,21 +60,24 @@ def refit(pair: Pair, usable: Samples, selection: Selection, cfg: TrainConfig) -
     return Final(forward, backward, (fits[0], fits[1]), stats)
 
 
-def _mlp(pair: Pair, usable: Samples, stats: tuple[SpaceStats, SpaceStats], rows: tuple[np.ndarray, ...],
-         selection: Selection, cfg: TrainConfig) -> dict[str, Fitted]:
-    """Train the MLP pair once, snapshotting each direction at its own epoch count ("mlp:0", "mlp:1")."""
-    start = linear_start(pair, selection.bases, rows, stats, cfg, selection.alphas)
-    run = MLPRun(pair, usable, stats, start, cfg)
-    wanted = [d for d, c in enumerate(selection.choices()) if c.kind == "mlp"]  # only as long as they need
+def _key(kind: str, d: int) -> str:
+    """Where ``refit`` keeps direction d's fit: a trained kind per direction ("mlp:0"), a closed form per kind."""
+    return f"{kind}:{d}" if kind in TRAINED_KINDS else kind
+
+
+def _trained(run: EpochRun, kind: str, selection: Selection) -> dict[str, Fitted]:
+    """Train a pair's trained kind once, snapshotting each direction that chose it at its own epoch count
+    ("mlp:0", "dmvae:1", ...)."""
+    wanted = [d for d, c in enumerate(selection.choices()) if c.kind == kind]  # only as long as they need
     found: dict[str, Fitted] = {}
     for d in wanted:
         if selection.epochs[d] == 0:
-            found[f"mlp:{d}"] = run.snapshot()
+            found[_key(kind, d)] = run.snapshot()
     while len(found) < len(wanted):
         run.epoch()
         for d in wanted:
             if selection.epochs[d] == run.epochs:
-                found[f"mlp:{d}"] = run.snapshot()
+                found[_key(kind, d)] = run.snapshot()
     return found
 
 

@@ -1,11 +1,11 @@
 """Selection: choose each directed edge's kind and hyperparameters by cross-validation over samples.
 
-Every candidate (each linear kind, ridge at each alpha, the MLP at each epoch) is fitted on the training
-samples of every fold and scored on the fold's validation samples; the folds are the same for every edge
-(see ``cv_folds``). A direction keeps the candidate with the best mean R@1 (the simpler kind on a tie,
-then MRR). The MLP folds train in lockstep, so the epoch count is read off the mean validation curve and
-early stopping watches the mean, not one fold's noise. Nothing fitted here is shipped: ``fitting`` refits
-the choice on every usable pair.
+Every candidate (each linear kind, ridge at each alpha, the MLP and the DMVAE at each epoch) is fitted on the
+training samples of every fold and scored on the fold's validation samples; the folds are the same for
+every edge (see ``cv_folds``). A direction keeps the candidate with the best mean R@1 (the simpler kind on
+a tie, then MRR). The trained kinds' folds train in lockstep, so the epoch count is read off the mean
+validation curve and early stopping watches the mean, not one fold's noise. Nothing fitted here is
+shipped: ``fitting`` refits the choice on every usable pair.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from latent_bridge.service.bundle.manifest import EDGE_KINDS, EdgeMetrics
 from latent_bridge.training.candidates import (
     LINEAR_BASES,
+    EpochRun,
     Fitted,
     MLPRun,
     Pair,
@@ -27,12 +28,15 @@ from latent_bridge.training.candidates import (
 )
 from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.splits import Fold
+from latent_bridge.training.dmvae import KIND as DMVAE
+from latent_bridge.training.dmvae import DMVAERun, hyperparameters
 from latent_bridge.training.evaluate import evaluate_translation, mean_metrics
 from latent_bridge.training.translators import EQUAL_DIM_KINDS, SVCCA_VARIANCE, SpaceStats, translate
 from torch import nn
 from tqdm.auto import tqdm
 
 Scored = tuple[EdgeMetrics, EdgeMetrics]  # forward, backward
+TRAINED_KINDS = ("mlp", DMVAE)  # trained epoch by epoch; scored at their best epoch, so held to a margin by auto
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Selection:
     backward: Choice
     alphas: tuple[float, float] = (1.0, 1.0)  # ridge's alpha per direction, also used by an MLP's ridge base
     bases: tuple[str, str] = ("ridge", "ridge")  # the linear kind each MLP direction grows from
-    epochs: tuple[int, int] = (0, 0)  # MLP epochs per direction
+    epochs: tuple[int, int] = (0, 0)  # epochs per direction of its chosen trained kind (MLP or DMVAE)
     folds: list[tuple[nn.Module, nn.Module]] = field(default_factory=list)  # per fold, the chosen kinds' fits
 
     def choices(self) -> tuple[Choice, Choice]:
@@ -92,9 +96,9 @@ def _key(kind: str, m: EdgeMetrics) -> tuple[float, int, float]:
 
 
 def linear_kinds(pair: Pair, cfg: TrainConfig) -> list[str]:
-    wanted = {"auto": (*EQUAL_DIM_KINDS, *LINEAR_BASES), "mlp": LINEAR_BASES}.get(cfg.kind, (cfg.kind,))
+    wanted = {"auto": (*EQUAL_DIM_KINDS, *LINEAR_BASES), "mlp": LINEAR_BASES, DMVAE: ()}.get(cfg.kind, (cfg.kind,))
     kinds = [k for k in wanted if applies(k, pair)]
-    if not kinds:
+    if not kinds and wanted:
         raise ValueError(
             f"kind {cfg.kind!r} does not apply to {pair.a.name} ({pair.a.dim}-d) and "
             f"{pair.b.name} ({pair.b.dim}-d): dimensions differ"
@@ -155,42 +159,48 @@ def select(pair: Pair, folds: list[Fold], cfg: TrainConfig, position: int = 0) -
         fits = [fit_kind(pair, kind, fd.rows, fd.stats, cfg) for fd in prepared]
         board.add(kind, [score(pair, f, fd) for f, fd in zip(fits, prepared, strict=True)], None,
                   fits if kind in LINEAR_BASES else None)
-    epochs = (0, 0)
+    epochs: dict[str, tuple[int, int]] = {}
     bases = ("ridge", "ridge")
-    snapshots: list[list[Fitted]] = [[], []]
+    snapshots: dict[str, list[list[Fitted]]] = {k: [[], []] for k in TRAINED_KINDS}
     if cfg.kind in ("auto", "mlp"):
         bases = board.best_bases()
-        epochs = mlp_curve(pair, prepared, bases, board, cfg, position, snapshots)
-    selection = Selection(*_choose(board, cfg, bases, epochs), alphas=(board.alphas[0], board.alphas[1]),
-                          bases=bases, epochs=epochs)
+        epochs["mlp"] = mlp_curve(pair, prepared, bases, board, cfg, position, snapshots["mlp"])
+    if cfg.kind == DMVAE or (cfg.kind == "auto" and cfg.auto_dmvae):
+        runs: list[EpochRun] = [DMVAERun(pair, fd.fold.train, fd.stats, cfg) for fd in prepared]
+        epochs[DMVAE] = train_curve(pair, prepared, runs, DMVAE, board, cfg, position, snapshots[DMVAE])
+    forward, backward = _choose(board, cfg, bases, epochs.get("mlp", (0, 0)), epochs.get(DMVAE, (0, 0)))
+    chosen = tuple(epochs[c.kind][d] if c.kind in epochs else 0 for d, c in enumerate((forward, backward)))
+    selection = Selection(forward, backward, alphas=(board.alphas[0], board.alphas[1]), bases=bases,
+                          epochs=(chosen[0], chosen[1]))
     selection.folds = fold_fits(pair, prepared, selection, board, cfg, snapshots)
     return selection
 
 
 def fold_fits(pair: Pair, prepared: list[FoldData], selection: Selection, board: Board, cfg: TrainConfig,
-              snapshots: list[list[Fitted]]) -> list[tuple[nn.Module, nn.Module]]:
+              snapshots: dict[str, list[list[Fitted]]]) -> list[tuple[nn.Module, nn.Module]]:
     """Per fold, the chosen kind of each direction as that fold fitted it: what routes are cross-validated
-    with (``pivots.py``). The MLP's come from ``snapshots`` taken at the chosen epoch, linear kinds from
-    the board (fitted again where it kept none)."""
+    with (``pivots.py``). The trained kinds' come from ``snapshots`` taken at the chosen epoch, linear kinds
+    from the board (fitted again where it kept none)."""
     found = []
     for i, fd in enumerate(prepared):
         maps = []
         for d, choice in enumerate(selection.choices()):
             kept = board.fits[d].get(choice.kind)
-            fitted = (snapshots[d][i] if choice.kind == "mlp" else kept[i] if kept
+            fitted = (snapshots[choice.kind][d][i] if choice.kind in TRAINED_KINDS else kept[i] if kept
                       else fit_kind(pair, choice.kind, fd.rows, fd.stats, cfg, selection.alphas))
             maps.append(fitted.forward if d == 0 else fitted.backward)
         found.append((maps[0], maps[1]))
     return found
 
 
-def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tuple[int, int]) -> tuple[Choice, Choice]:
+def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tuple[int, int],
+            dmvae_epochs: tuple[int, int] = (0, 0)) -> tuple[Choice, Choice]:
+    """Each direction's kind and hyperparameters (epochs per direction: the MLP's, the DMVAE's)."""
     choices = []
     for d in (0, 1):
-        found = board.metrics[d] if cfg.kind != "mlp" else {"mlp": board.metrics[d]["mlp"]}
-        kind = max(found, key=lambda k: _key(k, found[k]))  # noqa: B023  # used at once, inside the loop
-        if kind == "mlp" and cfg.kind == "auto":
-            kind = _mlp_or_simpler(board, d)
+        found = board.metrics[d] if cfg.kind not in TRAINED_KINDS else {cfg.kind: board.metrics[d][cfg.kind]}
+        kind = _trained_or_simpler(board, d) if cfg.kind == "auto" else max(
+            found, key=lambda k: _key(k, found[k]))  # noqa: B023  # used at once, inside the loop
         linear = bases[d] if kind == "mlp" else kind
         params: dict[str, float | int | str] = {}
         if linear == "ridge":
@@ -201,23 +211,35 @@ def _choose(board: Board, cfg: TrainConfig, bases: tuple[str, str], epochs: tupl
             params["svcca_variance"] = SVCCA_VARIANCE
         if kind == "mlp":
             params |= {"base": linear, "epochs": epochs[d]}
+        if kind == DMVAE:
+            params |= hyperparameters(cfg, dmvae_epochs[d])
         choices.append(Choice(kind, params, found[kind], dict(board.metrics[d])))
     return choices[0], choices[1]
 
 
-def _mlp_or_simpler(board: Board, d: int) -> str:
-    """Keep the MLP only where it beats the best other kind by more than one standard error over the folds.
+def _trained_or_simpler(board: Board, d: int) -> str:
+    """The best kind, a trained kind (MLP, DMVAE) counting only where it beats the best closed-form kind by
+    more than one standard error over the folds.
 
-    The MLP is scored here with each fold's epoch chosen on the other folds (``_nested_r1``), since the
-    best point of the mean validation curve flatters it; a lead within the folds' spread is then not
-    trusted, and the simpler map it grew from ships (the one-standard-error rule). With one split there
-    is no spread to measure, and any lead counts.
+    A trained kind is scored here with each fold's epoch chosen on the other folds (``_nested_r1``), since
+    the best point of the mean validation curve flatters it; a lead within the folds' spread is then not
+    trusted, and the simpler map ships (for the MLP, the map it grew from: the one-standard-error rule).
+    Among the closed-form kind and the trained kinds that pass, the best mean R@1 wins. With one split
+    there is no spread to measure, and any lead counts.
     """
-    others = {k: m for k, m in board.metrics[d].items() if k != "mlp"}
-    best = max(others, key=lambda k: _key(k, others[k]))
-    diff = np.subtract(board.fold_r1[d]["mlp"], board.fold_r1[d][best])
-    margin = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return "mlp" if diff.mean() > margin else best
+    metrics = board.metrics[d]
+    closed = {k: m for k, m in metrics.items() if k not in TRAINED_KINDS}
+    if not closed:
+        return max(metrics, key=lambda k: _key(k, metrics[k]))
+    best = max(closed, key=lambda k: _key(k, closed[k]))
+    kept = {best: closed[best]}
+    for kind in TRAINED_KINDS:
+        if kind in metrics:
+            diff = np.subtract(board.fold_r1[d][kind], board.fold_r1[d][best])
+            margin = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            if diff.mean() > margin:
+                kept[kind] = metrics[kind]
+    return max(kept, key=lambda k: _key(k, kept[k]))
 
 
 def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], board: Board, cfg: TrainConfig,
@@ -227,14 +249,24 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
     Epoch 0 is the linear base itself, so an MLP that never beats its start is scored as that start.
     ``snapshots[d]`` receives every fold's MLP at direction d's best epoch.
     """
-    runs = [MLPRun(pair, fd.fold.train, fd.stats, board.start(bases, i), cfg) for i, fd in enumerate(prepared)]
+    runs: list[EpochRun] = [MLPRun(pair, fd.fold.train, fd.stats, board.start(bases, i), cfg)
+                            for i, fd in enumerate(prepared)]
+    return train_curve(pair, prepared, runs, "mlp", board, cfg, position, snapshots)
+
+
+def train_curve(pair: Pair, prepared: list[FoldData], runs: list[EpochRun], kind: str, board: Board,
+                cfg: TrainConfig, position: int = 0, snapshots: list[list[Fitted]] | None = None) -> tuple[int, int]:
+    """Train ``runs`` (one per fold) in lockstep, scoring every fold after each epoch; stop when the mean
+    validation curve has not improved for ``cfg.patience`` epochs. Records ``kind`` on the board at each
+    direction's best epoch (its per-fold R@1 nested, ``_nested_r1``) and returns those epochs;
+    ``snapshots[d]`` receives every fold's run at direction d's best epoch."""
     curve: list[tuple[EdgeMetrics, EdgeMetrics]] = []
     fold_r1: list[tuple[list[float], list[float]]] = []
     _record(curve, fold_r1, _fold_scores(pair, runs, prepared))
     keep = _Snapshots(runs, snapshots)
     keep.offer(curve[0])
     best, stale = _combined(curve[0]), 0
-    bar = tqdm(range(cfg.epochs), desc=f"mlp {pair.name} ({len(runs)} folds)", disable=not cfg.progress,
+    bar = tqdm(range(cfg.epochs), desc=f"{kind} {pair.name} ({len(runs)} folds)", disable=not cfg.progress,
                position=position, leave=False)
     for _ in bar:
         for run in runs:
@@ -252,15 +284,15 @@ def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], boar
     for d in (0, 1):
         at = max(range(len(curve)), key=lambda e: (curve[e][d].r1, curve[e][d].mrr, -e))
         epochs.append(at)
-        board.metrics[d]["mlp"] = curve[at][d]
-        board.fold_r1[d]["mlp"] = _nested_r1([epoch[d] for epoch in fold_r1])
+        board.metrics[d][kind] = curve[at][d]
+        board.fold_r1[d][kind] = _nested_r1([epoch[d] for epoch in fold_r1])
     return epochs[0], epochs[1]
 
 
 class _Snapshots:
     """Each fold's MLP at each direction's best epoch so far (the earliest on a tie, as ``mlp_curve``)."""
 
-    def __init__(self, runs: list[MLPRun], out: list[list[Fitted]] | None) -> None:
+    def __init__(self, runs: list[EpochRun], out: list[list[Fitted]] | None) -> None:
         self.runs, self.out = runs, out
         self.best: list[tuple[float, float] | None] = [None, None]
 
@@ -300,8 +332,8 @@ def _nested_r1(curves: list[list[float]]) -> list[float]:
     return found
 
 
-def _fold_scores(pair: Pair, runs: list[MLPRun], prepared: list[FoldData]) -> list[Scored]:
-    return [score(pair, Fitted("mlp", run.f, run.g), fd) for run, fd in zip(runs, prepared, strict=True)]
+def _fold_scores(pair: Pair, runs: list[EpochRun], prepared: list[FoldData]) -> list[Scored]:
+    return [score(pair, Fitted("trained", run.f, run.g), fd) for run, fd in zip(runs, prepared, strict=True)]
 
 
 def _record(curve: list[tuple[EdgeMetrics, EdgeMetrics]], fold_r1: list[tuple[list[float], list[float]]],

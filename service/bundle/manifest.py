@@ -36,9 +36,10 @@ ONNX_INPUT = "input"
 ONNX_OUTPUT = "output"
 
 # Simplest first: selection breaks ties by this order. New kinds only add values, so old bundles still read.
-EdgeKind = Literal["identity", "centroid", "standardise", "procrustes", "ridge", "cca", "svcca", "mlp", "unpaired"]
+EdgeKind = Literal["identity", "centroid", "standardise", "procrustes", "ridge", "cca", "svcca", "mlp", "dmvae",
+                   "unpaired"]
 EDGE_KINDS: tuple[EdgeKind, ...] = ("identity", "centroid", "standardise", "procrustes", "ridge", "cca", "svcca", "mlp",
-                                    "unpaired")
+                                    "dmvae", "unpaired")
 IndexType = Literal["flat", "ivf", "hnsw", "ivf-pq"]
 INDEX_TYPES: tuple[IndexType, ...] = ("flat", "ivf", "hnsw", "ivf-pq")
 
