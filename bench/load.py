@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from marked_block import replace_between  # bench/marked_block.py (bench/ is on sys.path)
 from sounds import wav  # noqa: E402  # the tone the raw-input tests send
 
 HOST = "127.0.0.1"
@@ -446,11 +446,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_readme(report: dict[str, Any], readme: Path = README) -> None:
     """Replace the table between the two marker comments of README.md (in its Performance section)."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme} lacks the markers {BEGIN} ... {END}")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{markdown(report)}\n{END}", text, count=1))
+    replace_between(readme, BEGIN, END, markdown(report))
 
 
 # --- main -----------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from marked_block import replace_between  # bench/marked_block.py (bench/ is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -395,11 +396,7 @@ def merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_docs(report: dict[str, Any], docs: Path = DOCS) -> None:
-    text = docs.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{docs}: markers {BEGIN!r} … {END!r} not found")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    docs.write_text(pattern.sub(lambda _: f"{BEGIN}\n{markdown(report)}\n{END}", text, count=1))
+    replace_between(docs, BEGIN, END, markdown(report))
 
 
 def run(data: Embedded, folder: Path, fractions: Sequence[float] = FRACTIONS, seeds: Sequence[int] = SEEDS,

@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import migration  # noqa: E402  (bench/migration.py: R@1 as the server ranks, mean ± std, env settings)
+from marked_block import replace_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "reports" / "bench" / "unpaired-languages-cache"
@@ -241,11 +242,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_docs(report: dict[str, Any], docs: Path = DOCS) -> None:
-    text = docs.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{docs}: markers {BEGIN!r} … {END!r} not found")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    docs.write_text(pattern.sub(lambda _: f"{BEGIN}\n{markdown(report)}\n{END}", text, count=1))
+    replace_between(docs, BEGIN, END, markdown(report))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

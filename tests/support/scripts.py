@@ -9,6 +9,9 @@ from types import ModuleType
 
 
 def load_script(path: Path, name: str) -> ModuleType:
+    """As ``python bench/x.py`` would run it: its own folder importable (the scripts share small modules)."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
