@@ -13,6 +13,7 @@ A page marks what is checked with an HTML comment right before a fenced block:
 - ``<!-- doc-test: client -->``: a Python block whose trailing ``# ...`` comment lines are exactly what
   the code above them prints (run from the repository root, ``http://localhost:8000`` pointing at the
   test's server).
+- ``<!-- doc-test: commands -->``: a shell block of commands, run by tests/test_doc_commands.py.
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def test_the_readme_marks_its_checked_examples() -> None:
         else:
             assert ROUTE.match(query.answer), query
     assert "models/demo/index/audio.parquet" not in text  # the bundle has no such file any more
+    assert len(marked("commands")) >= 3  # training, indexing and offline translation (docs pages)
 
 
 @pytest.fixture(scope="module")
