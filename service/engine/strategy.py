@@ -26,9 +26,12 @@ from latent_bridge.service.bundle.manifest import RetrievalStrategy, RouteStrate
 from latent_bridge.service.engine.graph import Route
 from latent_bridge.service.engine.scoring import POOL, csls
 from latent_bridge.service.errors import ServiceError
-from latent_bridge.service.galleries.backend import GalleryBackend, Hit
+from latent_bridge.service.galleries.backend import GalleryBackend, Hit, Pool
 
-__all__ = ["POOL", "Plan", "StrategyUnavailable", "csls_hits", "fuse", "fuse_hits", "plan", "reduce_hubness"]
+__all__ = [
+    "POOL", "Plan", "StrategyUnavailable", "csls_hits", "csls_pool", "fuse", "fuse_hits", "fuse_pools", "plan",
+    "reduce_hubness",
+]
 K = TypeVar("K", bound=Hashable)
 
 
@@ -115,6 +118,54 @@ def csls_hits(hits: list[Hit], means: np.ndarray, centre: float | None = None) -
     terms = [mid if h.row is None else float(means[h.row]) for h in hits]
     ranked = reduce_hubness([(i, h.score) for i, h in enumerate(hits)], terms.__getitem__, mid)
     return [Hit(hits[i].id, score, hits[i].sample, hits[i].payload, hits[i].row) for i, score in ranked]
+
+
+def csls_pool(pool: Pool, means: np.ndarray, centre: float) -> Pool:
+    """``csls_hits`` over a candidate pool's arrays (no object per candidate): the same float64 arithmetic and
+    stable order, so the same scores and ranking; a run-time write (row < 0) keeps the mean term."""
+    terms = np.full(len(pool), centre, np.float64)
+    base = pool.rows >= 0
+    terms[base] = means[pool.rows[base]]
+    scores = csls(pool.scores, terms, centre)
+    order = np.argsort(-scores, kind="stable")
+    return pool.take(order, scores[order])
+
+
+def _union_slots(chain: Pool, pivot: Pool, by_row: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pivot candidate sits in the union (the chain pool's candidates first, then the pivot pool's
+    others in their order), and which pivot candidates are those others. Base rows are matched as arrays."""
+    m = len(chain)
+    if by_row and m and (chain.rows >= 0).all() and (pivot.rows >= 0).all():
+        by_rank = np.argsort(chain.rows, kind="stable")
+        at = np.minimum(np.searchsorted(chain.rows[by_rank], pivot.rows), m - 1)
+        shared = chain.rows[by_rank][at] == pivot.rows
+        others = ~shared
+        return np.where(shared, by_rank[at], m + np.cumsum(others) - 1), np.flatnonzero(others)
+    chain_keys, pivot_keys = chain.keys(by_row), pivot.keys(by_row)
+    in_chain = {item: i for i, item in enumerate(chain_keys)}
+    only = [j for j, item in enumerate(pivot_keys) if item not in in_chain]
+    slot = in_chain | {pivot_keys[j]: m + n for n, j in enumerate(only)}
+    return np.array([slot[item] for item in pivot_keys], np.intp), np.array(only, np.intp)
+
+
+def fuse_pools(chain: Pool, pivot: Pool, k: int, by_row: bool = False) -> tuple[Pool, Pool, list[bool]]:
+    """``fuse_hits`` over two pools' arrays: the ``k`` best of the union by fused score, as the chain pool's
+    candidates and the pivot pool's (an item in both is the chain's, as ``fuse_hits`` keeps it) and, in rank
+    order, whether each comes from the chain pool. Items are matched by id, or by base row (``Pool.keys``)."""
+    m = len(chain)
+    floor_c = float(chain.scores.min()) if m else 0.0
+    floor_p = float(pivot.scores.min()) if len(pivot) else 0.0
+    slot, only_pivot = _union_slots(chain, pivot, by_row)
+    c = np.full(m + len(only_pivot), floor_c, np.float64)
+    c[:m] = chain.scores
+    p = np.full(m + len(only_pivot), floor_p, np.float64)
+    p[slot] = pivot.scores
+    fused = (c + p) / 2
+    best = np.argsort(-fused, kind="stable")[:k]
+    from_chain = best < m
+    picks_p = only_pivot[best[~from_chain] - m]
+    return (chain.take(best[from_chain], fused[best[from_chain]]),
+            pivot.take(picks_p, fused[best[~from_chain]]), from_chain.tolist())
 
 
 def fuse_hits(chain: list[Hit], pivot: list[Hit], k: int) -> list[Hit]:

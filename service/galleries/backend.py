@@ -7,7 +7,7 @@ centring and L2 normalisation itself, so scores are the same centred cosines eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +43,61 @@ class Hit:
     sample: str
     payload: dict[str, Any]
     row: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One query's candidates, best first, as arrays: fusion and CSLS rank a pool of ``POOL`` this way without
+    a ``Hit`` per candidate (that cost more than the search itself); ``complete`` builds hits only for the
+    candidates kept. ``rows``: the base row, or -1 - slot for an item whose record is in ``known`` (written
+    at run time, or found by a backend that returns whole hits). ``ids``: None where the gallery was not
+    asked for them (a plain search without exclusions reads them with the records)."""
+
+    scores: npt.NDArray[np.float64]
+    rows: npt.NDArray[np.int64]
+    ids: list[str] | None
+    known: Mapping[int, tuple[str, str, dict[str, Any]]]  # slot → (id, sample, payload)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, picks: npt.NDArray[np.intp], scores: npt.NDArray[np.float64] | None = None) -> Pool:
+        """The candidates at ``picks``, in that order, with new ``scores`` (else their own)."""
+        ids = None if self.ids is None else [self.ids[i] for i in picks.tolist()]
+        return Pool(self.scores[picks] if scores is None else scores, self.rows[picks], ids, self.known)
+
+    def keys(self, by_row: bool) -> list[Any]:
+        """What fusion matches candidates by: their ids, or (``by_row``, for two galleries whose base rows hold
+        the same items) the base row, and the id of an item written at run time."""
+        if not by_row:
+            assert self.ids is not None, "ask the gallery for the pool's ids"
+            return self.ids
+        return [r if r >= 0 else self.known[-1 - r][0] for r in self.rows.tolist()]
+
+    @staticmethod
+    def of_hits(hits: Sequence[Hit]) -> Pool:
+        """A pool of ready hits (a backend without ``pools``): every record is known."""
+        return Pool(np.array([h.score for h in hits], np.float64), -1 - np.arange(len(hits), dtype=np.int64),
+                    [h.id for h in hits], {i: (h.id, h.sample, h.payload) for i, h in enumerate(hits)})
+
+
+BaseRecords = Callable[[Sequence[int]], list[tuple[str, str, dict[str, Any]]]]
+
+
+def complete(pools: Sequence[Pool], records: BaseRecords | None, keep_rows: bool = True) -> list[list[Hit]]:
+    """Every candidate of each pool as a ``Hit``: base rows' records read in one call for all pools
+    (``records``: the gallery table's), the others from the pool. ``keep_rows``: the hits carry their base
+    row (False for fused hits, which rank items of two galleries)."""
+    rows = sorted({r for pool in pools for r in pool.rows.tolist() if r >= 0})
+    base = dict(zip(rows, records(rows), strict=True)) if rows and records is not None else {}
+    out = []
+    for pool in pools:
+        hits = []
+        for score, r in zip(pool.scores.tolist(), pool.rows.tolist(), strict=True):
+            item, sample, payload = base[r] if r >= 0 else pool.known[-1 - r]
+            hits.append(Hit(item, score, sample, payload, r if keep_rows and r >= 0 else None))
+        out.append(hits)
+    return out
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,12 @@ from latent_bridge.service.galleries.backend import (
     GalleryBackend,
     Hit,
     Matrix,
+    Pool,
     SearchOptions,
     WriteResult,
     centred_units,
     check_where_values,
+    complete,
     payload_per_id,
     search_effort,
     unknown_column,
@@ -56,7 +58,6 @@ _INDEX_CLASSES: dict[str, tuple[type, ...]] = {
     "ivf": (faiss.IndexIVFFlat,),
     "ivf-pq": (faiss.IndexIVFPQ,),
 }
-Scored = tuple[float, int, int]  # score, 0 = base row / 1 = delta slot, row or slot
 
 
 def _read_flags() -> list[int]:
@@ -464,38 +465,57 @@ class Gallery:
 
     def search(self, x: Matrix, k: int, options: SearchOptions | None = None) -> list[list[Hit]]:
         """The ``k`` best live items per raw query row, best first (base and run-time writes merged)."""
+        return complete(self.pools(x, k, options, ids=False), self.table.records)
+
+    def pools(self, x: Matrix, k: int, options: SearchOptions | None = None, ids: bool = True) -> list[Pool]:
+        """``search``'s candidates as arrays, records not yet read (``complete`` reads them); ``ids``: read
+        the candidates' ids too (what fusion matches items by). Exclusion needs them, whatever ``ids``."""
         o = options or SearchOptions()
         self.check_where(o.where)
         effort = search_effort(self.spec, o.effort)
         q = self.units(x)
         want = k + (1 if o.exclude else 0)
         base_scores, base_rows = self._search_base(q, want, self._base_mask(o.where), effort)
-        ranked: list[list[Scored]] = [
-            [(float(s), 0, int(r)) for s, r in zip(scores, rows, strict=True) if r >= 0]
-            for scores, rows in zip(base_scores, base_rows, strict=True)
-        ]
-        delta: dict[int, tuple[str, dict[str, Any]]] = {}
+        known: dict[int, tuple[str, str, dict[str, Any]]] = {}
+        written: list[tuple[np.ndarray, np.ndarray]] = []
         matching = self.delta.matching(o.where)  # outside the lock: writes never wait on a filter
         with self._lock:
             found = self.delta.search(q, want, matching)
             if found is not None:
-                for i, (scores, slots) in enumerate(zip(*found, strict=True)):
-                    for s, slot in zip(scores.tolist(), slots.tolist(), strict=True):
-                        if slot >= 0:
-                            ranked[i].append((s, 1, slot))
-                            delta[slot] = (self.delta.ids[slot], dict(self.delta.payload[slot]))
-        rows = sorted({r for hits in ranked for _, kind, r in hits if kind == 0})
-        base = dict(zip(rows, self.table.records(rows), strict=True))
-        results = []
-        for i, hits in enumerate(ranked):
+                for scores, slots in zip(*found, strict=True):
+                    live = slots >= 0
+                    written.append((scores[live], -1 - slots[live]))
+                    for slot in slots[live].tolist():
+                        known[slot] = (self.delta.ids[slot], "", dict(self.delta.payload[slot]))
+        pools = []
+        for i, (scores, rows) in enumerate(zip(base_scores, base_rows, strict=True)):
+            live = rows >= 0
+            all_scores, all_rows = scores[live].astype(np.float64), rows[live].astype(np.int64)
+            if written:
+                all_scores = np.concatenate([all_scores, written[i][0].astype(np.float64)])
+                all_rows = np.concatenate([all_rows, written[i][1].astype(np.int64)])
+                order = np.argsort(-all_scores, kind="stable")
+                all_scores, all_rows = all_scores[order], all_rows[order]
+            pools.append(Pool(all_scores, all_rows, None, known))
+        if not (ids or o.exclude):
+            return [Pool(p.scores[:k], p.rows[:k], None, known) for p in pools]
+        names = self.table.ids_of(np.concatenate([p.rows[p.rows >= 0] for p in pools]))
+        out, at = [], 0
+        for i, p in enumerate(pools):
+            if known:
+                pool_ids = []
+                for r in p.rows.tolist():
+                    pool_ids.append(names[at] if r >= 0 else known[-1 - r][0])
+                    at += r >= 0
+            else:
+                pool_ids, at = names[at : at + len(p)], at + len(p)
             skip = o.exclude[i] if o.exclude else None
-            out = []
-            for score, kind, r in sorted(hits, key=lambda h: -h[0]):
-                item, sample, payload = base[r] if kind == 0 else (delta[r][0], "", delta[r][1])
-                if item != skip:
-                    out.append(Hit(item, score, sample, payload, r if kind == 0 else None))
-            results.append(out[:k])
-        return results
+            if skip is None or skip not in pool_ids:
+                out.append(Pool(p.scores[:k], p.rows[:k], pool_ids[:k], known))
+            else:
+                keep = np.array([n for n, item in enumerate(pool_ids) if item != skip][:k], np.intp)
+                out.append(Pool(p.scores, p.rows, pool_ids, known).take(keep))
+        return out
 
     # -- writes ------------------------------------------------------------------------------------
 

@@ -104,13 +104,19 @@ class GalleryTable:
         self.table = table
         self.path = path
         self.ids = table.column("id")
+        self.id_chunks = self.ids.chunks
+        self.id_starts = np.cumsum([0] + [len(c) for c in self.id_chunks])[:-1].astype(np.int64)
         self.hashes, self.hash_rows = lookup[0], lookup[1]
         self.payload_columns = [c for c in table.column_names if c not in RESERVED_COLUMNS]
         self.payload_types = {c: table.schema.field(c).type for c in self.payload_columns}
         self.has_sample = "sample" in table.column_names
+        self.string_columns = frozenset(
+            c for c, kind in self.payload_types.items() if pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        )
         self.batches = table.to_batches()
         self.batch_starts = np.cumsum([0] + [b.num_rows for b in self.batches])[:-1].astype(np.int64)
         self._longest_id: int | None = None
+        self._same_rows: list[tuple[GalleryTable, bool]] = []
 
     @property
     def size(self) -> int:
@@ -167,19 +173,52 @@ class GalleryTable:
         joined = pa.Table.from_batches([b for _, b in pieces], schema=self.table.schema)
         return joined.take(pa.array(order)) if len(pieces) > 1 else joined
 
+    def same_rows(self, other: GalleryTable) -> bool:
+        """Whether ``other`` holds the same records in the same rows (a pivot gallery reads its gallery's own
+        file): a base row then names one item in both, and fusion matches candidates by row and reads their
+        records once, without reading ids first. Compared once per pair."""
+        for table, same in self._same_rows:
+            if table is other:
+                return same
+        same = self.path.resolve() == other.path.resolve() or self.table.equals(other.table)
+        self._same_rows.append((other, same))
+        return same
+
+    def ids_of(self, rows: np.ndarray) -> list[str]:
+        """The ids of ``rows``, in order: only the id column is read (what ranking by id needs)."""
+        if not len(rows):
+            return []
+        wanted = np.asarray(rows, dtype=np.int64)
+        if len(self.id_chunks) == 1:
+            return [str(v) for v in self.id_chunks[0].take(pa.array(wanted)).to_pylist()]
+        chunk = np.searchsorted(self.id_starts, wanted, side="right") - 1  # as ``take``: never the whole column
+        out: list[str] = [""] * len(wanted)
+        for c in np.unique(chunk).tolist():
+            at = np.flatnonzero(chunk == c)
+            for n, v in zip(at.tolist(), self.id_chunks[c].take(pa.array(wanted[at] - self.id_starts[c])).to_pylist(),
+                            strict=True):
+                out[n] = str(v)
+        return out
+
     def first_ids(self, n: int) -> list[str]:
         return [str(v) for v in self.ids.slice(0, n).to_pylist()]
 
     def records(self, rows: Sequence[int]) -> list[tuple[str, str, dict[str, Any]]]:
-        """(id, sample, payload) of each row, in order; only these rows become Python objects."""
+        """(id, sample, payload) of each row, in order; only these rows become Python objects. A table of one
+        record batch takes from it directly, and string columns skip ``jsonable`` (their values are already
+        JSON): both were most of the cost for a page of ten hits."""
         if not len(rows):
             return []
-        picked = self.take(rows)
+        picked: pa.Table | pa.RecordBatch
+        if len(self.batches) == 1:
+            picked = self.batches[0].take(pa.array(np.asarray(rows, dtype=np.int64)))
+        else:
+            picked = self.take(rows)
         ids = picked.column("id").to_pylist()
         samples = picked.column("sample").to_pylist() if self.has_sample else [""] * len(ids)
-        columns = {c: picked.column(c).to_pylist() for c in self.payload_columns}
+        columns = [(c, picked.column(c).to_pylist(), c in self.string_columns) for c in self.payload_columns]
         return [
-            (str(i), "" if s is None else str(s), {c: jsonable(v[n]) for c, v in columns.items()})
+            (str(i), "" if s is None else str(s), {c: v[n] if plain else jsonable(v[n]) for c, v, plain in columns})
             for n, (i, s) in enumerate(zip(ids, samples, strict=True))
         ]
 
