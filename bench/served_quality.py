@@ -8,7 +8,10 @@ tuned index), and compared with a ridge map fitted on the same training pairs (a
 cross-validation over training samples) searched by centred cosine in the same gallery. A route
 (audio → text → image) is compared with a ridge map fitted directly on the endpoints' training pairs.
 
-    python bench/served_quality.py [--seeds 0 1 2] [--out reports/served] [--tables-only]
+    python bench/served_quality.py [--seeds 0 1 2] [--out reports/served] [--tables-only] [--joint] [--compare]
+
+``--joint`` trains with ``train --joint`` (results in ``served-joint-seed*.json``); ``--compare`` prints
+per-edge against joint, from both sets of results in ``--out``, with each run's training time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,17 +89,20 @@ def ridge_scores(train: dict[str, ModalityData], usable: frozenset[str], test: d
     return retrieval_summary(ranks(pred[keep], q.samples[keep], g.embeddings, g.samples))
 
 
-def run_seed(seed: int, work: Path) -> dict[str, object]:
+def run_seed(seed: int, work: Path, joint: bool = False) -> dict[str, object]:
     data = load_dataset(DEMO)
     usable, test = holdout_split(set().union(*(set(d.samples.tolist()) for d in data.values())), seed, HOLDOUT)
     train_dir = split_dataset(DEMO, usable, work / f"train-{seed}")
     held_dir = split_dataset(DEMO, test, work / f"held-out-{seed}")
     out = work / f"bundle-{seed}"
+    started = time.perf_counter()
     cli(["train", "--data", str(train_dir), "--out", str(out), "--gallery-data", str(held_dir), "--edges", EDGES,
-         "--seed", str(seed), "--quiet"])
+         "--seed", str(seed), "--quiet", *(["--joint"] if joint else [])])
+    seconds = time.perf_counter() - started
     bundle = load_bundle(out)
     train, held = load_dataset(train_dir), load_dataset(held_dir)
-    result: dict[str, object] = {"seed": seed, "pairs": {}}
+    tuned = sorted(e.key for e in bundle.manifest.edges if e.fit and e.fit.hyperparameters.get("joint") == 1)
+    result: dict[str, object] = {"seed": seed, "pairs": {}, "train_seconds": round(seconds, 1), "joint_edges": tuned}
     with threadpool_limits(1):
         for src in sorted(held):
             for dst in sorted(held):
@@ -134,21 +141,56 @@ def table(runs: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(per_edge: list[dict[str, object]], joint: list[dict[str, object]]) -> str:
+    """Per-edge against ``--joint``, served R@1 and R@10 (mean ± std over seeds), with the direct ridge map."""
+    def ms(values: list[float]) -> str:
+        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+
+    lines = ["| query → gallery | path | per-edge R@1 | joint R@1 | per-edge R@10 | joint R@10 | ridge R@1 | "
+             "joint − per-edge R@1 | joint / ridge R@1 |", "|---|---|---|---|---|---|---|---|---|"]
+    pairs = per_edge[0]["pairs"]
+    assert isinstance(pairs, dict)
+    for key in pairs:
+        p = [r["pairs"][key] for r in per_edge]  # type: ignore[index]
+        j = [r["pairs"][key] for r in joint]  # type: ignore[index]
+        p1, j1 = [x["served"]["r1"] for x in p], [x["served"]["r1"] for x in j]
+        ridge = [x["ridge"]["r1"] for x in p]
+        lines.append(f"| {key.replace('__', ' → ')} | {' → '.join(p[0]['served']['path'])} | {ms(p1)} | {ms(j1)} | "
+                     f"{ms([x['served']['r10'] for x in p])} | {ms([x['served']['r10'] for x in j])} | {ms(ridge)} | "
+                     f"{ms([b - a for a, b in zip(p1, j1, strict=True)])} | "
+                     f"{statistics.mean(j1) / max(statistics.mean(ridge), 1e-9):.2f}× |")
+    times = (f"training time (s, with --gallery-data): per-edge "
+             f"{ms([float(r.get('train_seconds', 0.0)) for r in per_edge])}, joint "  # type: ignore[arg-type]
+             f"{ms([float(r.get('train_seconds', 0.0)) for r in joint])}")  # type: ignore[arg-type]
+    kept = "; ".join(f"seed {r['seed']}: {', '.join(r.get('joint_edges') or []) or 'none'}"  # type: ignore[arg-type]
+                     for r in joint)
+    return "\n".join(lines) + f"\n\n{times}\n\njointly tuned directions kept: {kept}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("reports/served"))
     parser.add_argument("--tables-only", action="store_true", help="only the table, from the results in --out")
+    parser.add_argument("--joint", action="store_true", help="train with --joint (results: served-joint-seed*.json)")
+    parser.add_argument("--compare", action="store_true", help="only the per-edge vs --joint table, from --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    name = "served-joint" if args.joint else "served"
+    if args.compare:
+        load = lambda n: [json.loads((args.out / f"{n}-seed{s}.json").read_text()) for s in args.seeds]  # noqa: E731
+        text = compare(load("served"), load("served-joint"))
+        (args.out / "served-joint-compare.md").write_text(text)
+        print(text)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [] if args.tables_only else args.seeds:
-            run = run_seed(seed, Path(tmp))
-            (args.out / f"served-seed{seed}.json").write_text(json.dumps(run, indent=2) + "\n")
+            run = run_seed(seed, Path(tmp), args.joint)
+            (args.out / f"{name}-seed{seed}.json").write_text(json.dumps(run, indent=2) + "\n")
             print(f"seed {seed} done", flush=True)
-    runs = [json.loads((args.out / f"served-seed{s}.json").read_text()) for s in args.seeds]
+    runs = [json.loads((args.out / f"{name}-seed{s}.json").read_text()) for s in args.seeds]
     text = table(runs)
-    (args.out / "served.md").write_text(text)
+    (args.out / f"{name}.md").write_text(text)
     print(text)
 
 

@@ -436,6 +436,10 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                         help="train the MLP in float32 throughout (default: bfloat16 steps where the CPU has them)")
     parser.add_argument("--auto-dmvae", dest="auto_dmvae", action="store_true", default=None,
                         help="auto also considers dmvae (about doubles training time; off by default)")
+    parser.add_argument("--joint", dest="joint", action="store_true", default=None,
+                        help="after the per-edge fits, fine-tune the translators together (InfoNCE per edge and per "
+                        "2-hop route); each direction keeps it only where cross-validation says it wins (train only: "
+                        "add-modality and add-edge ignore it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     dmvae_beta: float = 1e-3  # weight of the KL terms (per row, summed over the code)
     dmvae_align_weight: float = 1.0  # InfoNCE between the two sides' shared means
     auto_dmvae: bool = False  # auto also tries dmvae: about doubles selection time, and lost on every demo edge
+    joint: bool = False  # then tune every translator together (training/joint.py); kept where CV says it wins
     bf16: bool = True  # MLP steps in bfloat16 autocast (float32 weights) where the CPU has it natively: ~2x faster
     # galleries
     index_type: IndexType = "flat"

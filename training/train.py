@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from latent_bridge.training.datasets.reader import (
 from latent_bridge.training.datasets.splits import Fold, cv_folds, holdout_split
 from latent_bridge.training.evaluate import Translate, evaluate_translation
 from latent_bridge.training.export import to_onnx
-from latent_bridge.training.fitting import Final, refit
+from latent_bridge.training.fitting import Final, check_not_collapsed, refit
+from latent_bridge.training.joint import tune
 from latent_bridge.training.selection import Selection, select
 from latent_bridge.training.translators import translate
 from latent_bridge.training.unpaired_edge import KIND, refit_unpaired, select_unpaired
@@ -99,8 +101,19 @@ def artifacts_for(pair: Pair, selection: Selection, final: Final, usable: Sample
 FoldMaps = dict[tuple[str, str], list[Translate]]
 
 
-def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: FoldMaps | None = None) -> list[EdgeArtifact]:
-    """Select, refit and export every planned pair; ``maps`` receives each direction's per-fold translators."""
+@dataclass
+class PairFit:
+    """What the per-edge stages made of one pair (kept for ``--joint``)."""
+
+    pair: Pair
+    selection: Selection
+    final: Final
+
+
+def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: FoldMaps | None = None,
+                fits: list[PairFit] | None = None) -> list[EdgeArtifact]:
+    """Select, refit and export every planned pair; ``maps`` receives each direction's per-fold translators,
+    ``fits`` (where given) each pair's selection and final fit."""
     usable, test, folds = plan_folds(data, cfg)
     artifacts: list[EdgeArtifact] = []
     for a, b in tqdm(plan_pairs(data, cfg), desc="pairs", disable=not cfg.progress):
@@ -111,6 +124,8 @@ def train_pairs(data: dict[str, ModalityData], cfg: TrainConfig, maps: FoldMaps 
         if maps is not None and selection.folds:  # an unpaired edge without shared samples has no fold maps
             maps[a, b] = [partial(translate, f) for f, _ in selection.folds]
             maps[b, a] = [partial(translate, g) for _, g in selection.folds]
+        if fits is not None:
+            fits.append(PairFit(pair, selection, final))
         artifacts.extend(artifacts_for(pair, selection, final, usable, test))
         log.info("%s: %s in %.1fs", pair.name, [c.kind for c in selection.choices()], time.perf_counter() - started)
     return artifacts
@@ -124,6 +139,53 @@ def _fit_pair(pair: Pair, usable: Samples, folds: list[Fold], cfg: TrainConfig) 
     return selection, refit(pair, usable, selection, cfg)
 
 
+def joint_artifacts(data: dict[str, ModalityData], cfg: TrainConfig, fits: list[PairFit],
+                    artifacts: list[EdgeArtifact], maps: FoldMaps) -> list[EdgeArtifact]:
+    """``--joint``: tune the per-edge translators together (``training/joint.py``); the directions that
+    cross-validation keeps ship their tuned translator (fit hyperparameter ``joint: 1``, ``joint_epochs``),
+    every direction records the tuned translators' cross-validated metrics as candidate ``joint``, and
+    route strategies are chosen with the kept directions' tuned fold translators."""
+    usable, test, folds = plan_folds(data, cfg)
+    fold_fits: dict[tuple[str, str], list[nn.Module]] = {}
+    finals: dict[tuple[str, str], nn.Module] = {}
+    where: dict[tuple[str, str], tuple[PairFit, int]] = {}
+    for fit in fits:
+        if not fit.selection.folds:  # an unpaired edge without shared samples: nothing to score it on
+            continue
+        for d, (src, dst) in enumerate(((fit.pair.a.name, fit.pair.b.name), (fit.pair.b.name, fit.pair.a.name))):
+            fold_fits[src, dst] = [pair_maps[d] for pair_maps in fit.selection.folds]
+            finals[src, dst] = (fit.final.forward, fit.final.backward)[d]
+            where[src, dst] = (fit, d)
+    if not fold_fits:
+        return artifacts
+    started = time.perf_counter()
+    with threadpool_limits(cfg.threads):
+        result = tune(data, fold_fits, finals, folds, usable, cfg, progress=log.info if cfg.progress else None)
+    log.info("joint: %d epochs, kept %s in %.1fs", result.epochs, result.kept, time.perf_counter() - started)
+    shipped = dict(finals) | result.modules
+    found = []
+    for artifact in artifacts:
+        direction = (artifact.source, artifact.target)
+        if direction not in result.metrics:
+            found.append(artifact)
+            continue
+        candidates = artifact.candidates | {"joint": result.metrics[direction]}
+        if direction not in result.kept:
+            found.append(replace(artifact, candidates=candidates))
+            continue
+        fit, d = where[direction]
+        module, back = shipped[direction], shipped[direction[1], direction[0]]
+        pair = fit.pair if d == 0 else fit.pair.reverse()
+        check_not_collapsed(pair, module, usable, f"{direction[0]}→{direction[1]}")
+        metrics = test_metrics(fit.pair, module, back, fit.final, d, usable, test) or result.metrics[direction]
+        hyper = (artifact.fit.hyperparameters if artifact.fit else {}) | {"joint": 1, "joint_epochs": result.epochs}
+        final_fit = artifact.fit.model_copy(update={"hyperparameters": hyper}) if artifact.fit else None
+        found.append(replace(artifact, onnx_bytes=to_onnx(module, pair.a.dim), metrics=metrics,
+                             candidates=candidates, fit=final_fit))
+        maps[direction] = [partial(translate, m) for m in result.fold_modules[direction]]
+    return found
+
+
 def train(cfg: TrainConfig) -> Manifest:
     """Load the dataset, train every edge, write the bundle to ``cfg.out`` atomically."""
     torch.manual_seed(cfg.seed)
@@ -133,7 +195,12 @@ def train(cfg: TrainConfig) -> Manifest:
     data = {name: d for name, d in data.items() if name in linked}  # a modality without edges stays out
     started = time.perf_counter()
     maps: FoldMaps = {}
-    artifacts = train_pairs(data, cfg, maps)
+    if cfg.joint:
+        pair_fits: list[PairFit] = []
+        artifacts = train_pairs(data, cfg, maps, pair_fits)
+        artifacts = joint_artifacts(data, cfg, pair_fits, artifacts, maps)
+    else:
+        artifacts = train_pairs(data, cfg, maps)
     record = cfg.as_record() | {"seconds": round(time.perf_counter() - started, 1)}
     usable, _, folds = plan_folds(data, cfg)
 
