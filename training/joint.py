@@ -37,6 +37,7 @@ from latent_bridge.training.config import TrainConfig
 from latent_bridge.training.datasets.reader import ModalityData, shared_samples
 from latent_bridge.training.datasets.splits import Fold
 from latent_bridge.training.evaluate import evaluate_translation, mean_metrics
+from latent_bridge.training.selection import wins
 from latent_bridge.training.translators import translate
 from torch import nn
 
@@ -189,13 +190,6 @@ def nested(curve: np.ndarray, combined: np.ndarray) -> np.ndarray:
     if k == 1:
         return curve[int(np.argmax(combined[:, 0])), :]
     return np.array([curve[int(np.argmax(np.delete(combined, f, axis=1).mean(axis=1))), f] for f in range(k)])
-
-
-def wins(joint: np.ndarray, base: np.ndarray) -> bool:
-    """``selection``'s rule: the mean lead over the folds beats one standard error (with one fold, any lead)."""
-    diff = np.subtract(joint, base)
-    margin = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return bool(diff.mean() > margin)
 
 
 def decide(directions: Sequence[Direction], routes: Sequence[Route], base: Mapping[Key, np.ndarray],

@@ -235,11 +235,17 @@ def _trained_or_simpler(board: Board, d: int) -> str:
     kept = {best: closed[best]}
     for kind in TRAINED_KINDS:
         if kind in metrics:
-            diff = np.subtract(board.fold_r1[d][kind], board.fold_r1[d][best])
-            margin = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-            if diff.mean() > margin:
+            if wins(np.asarray(board.fold_r1[d][kind]), np.asarray(board.fold_r1[d][best])):
                 kept[kind] = metrics[kind]
     return max(kept, key=lambda k: _key(k, kept[k]))
+
+
+def wins(candidate: np.ndarray, base: np.ndarray) -> bool:
+    """The one-standard-error rule: the candidate's mean lead over the folds beats one standard error of
+    that lead (with one fold, any lead). Used by ``auto`` for trained kinds and by ``--joint``."""
+    diff = np.subtract(candidate, base)
+    margin = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return bool(diff.mean() > margin)
 
 
 def mlp_curve(pair: Pair, prepared: list[FoldData], bases: tuple[str, str], board: Board, cfg: TrainConfig,
