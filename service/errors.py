@@ -195,6 +195,18 @@ class BodyTooLarge(ServiceError):
         )
 
 
+class TooManyValues(ServiceError):
+    status, slug, title = 413, "too-many-values", "Too many JSON values in the body"
+
+    def __init__(self, limit: int, got: int) -> None:
+        super().__init__(
+            f"the JSON body holds up to {got} values; the limit is {limit} (send large float batches as "
+            "base64, or split them)",
+            limit=limit,
+            got=got,
+        )
+
+
 class Unauthorized(ServiceError):
     status, slug, title = 401, "unauthorized", "API key required"
 

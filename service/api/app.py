@@ -28,7 +28,7 @@ from latent_bridge.service.api.metrics import RouteMetricsMiddleware, ServiceMet
 from latent_bridge.service.api.openapi import install_openapi
 from latent_bridge.service.api.problems import install_error_handlers
 from latent_bridge.service.api.protocol import configure as configure_protocol
-from latent_bridge.service.api.reload import Reloader
+from latent_bridge.service.api.reload import Reloader, release_memory
 from latent_bridge.service.api.routes import (
     admin,
     embed,
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             app.state.bundle = given.pop()
         else:
             app.state.bundle = await anyio.to_thread.run_sync(open_bundle, settings)
+        await anyio.to_thread.run_sync(release_memory)
         service_metrics.set_bundle(app.state.bundle)
         if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("serving on %s without an API key (set LATENT_BRIDGE_API_KEY)", settings.host)

@@ -32,11 +32,17 @@ log = logging.getLogger(__name__)
 
 
 def release_memory() -> None:
-    """After a swap: collect the old bundle's cycles and hand freed heap pages back to the OS.
+    """After a load or a swap: collect the old bundle's cycles, freeze what is left, hand freed heap pages
+    back to the OS.
 
-    A bundle is loaded in a worker thread, in that thread's malloc arena; without ``malloc_trim`` glibc
-    keeps the old bundle's freed pages and the resident size climbs with every reload."""
+    Frozen objects (the bundle, the app, the imported modules) are never scanned again by the cyclic
+    collector: a full collection during a big answer (1,024 queries × 100 hits) held the GIL, and
+    ``/healthz``, for 90-110 ms scanning them; 10-25 ms frozen. Unfrozen first, so that the bundle a swap
+    replaced is collected. A bundle is loaded in a worker thread, in that thread's malloc arena; without
+    ``malloc_trim`` glibc keeps the old bundle's freed pages and the resident size climbs with every reload."""
+    gc.unfreeze()
     gc.collect()
+    gc.freeze()
     name = ctypes.util.find_library("c")
     if name is None:
         return

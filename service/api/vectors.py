@@ -138,8 +138,8 @@ def decode(
     return x
 
 
-def encode(x: Matrix, encoding: Encoding) -> list[list[float]] | str:
+def encode(x: Matrix, encoding: Encoding) -> Matrix | str:
+    """The answer's vectors: a base64 string, or the float32 matrix that ``json_bytes`` writes as rows."""
     if encoding == "base64":
         return b64encode(np.ascontiguousarray(x, dtype=FLOAT32_LE).tobytes()).decode("ascii")
-    rows: list[list[float]] = x.tolist()
-    return rows
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -441,7 +441,7 @@ def test_a_slow_model_neither_holds_up_a_reload_nor_blocks_the_event_loop(
 ) -> None:
     """An ONNX Loop made warm-up take 11.5 s under the reload lock, and one request blocked /healthz 2 s."""
     too_slow = bundle_copy(bundle_one)
-    loop_translator(too_slow, iterations=2_000_000)  # seconds per call
+    loop_translator(too_slow, iterations=50_000_000)  # about a minute per call: stopped at LOAD_TIMEOUT
     slow = bundle_copy(bundle_one)
     loop_translator(slow, iterations=100_000)  # a fraction of a second per call
     # 3 s: the slow copy's warm-up (a fraction of a second quiet) must fit even on a loaded 2-core machine

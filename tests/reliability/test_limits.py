@@ -114,6 +114,15 @@ def test_a_streamed_body_over_the_limit_is_cut_off(bundle_one: Path) -> None:
     assert sent < total // 2, f"the client sent {sent} bytes before the answer: the body was read on"
 
 
+def test_a_body_with_too_many_values_is_refused_before_it_is_parsed(bundle_one: Path) -> None:
+    with TestClient(create_app(settings_for(bundle_one, max_json_values=1024))) as small:
+        body = problem(small.post("/translate", json={"from": "a", "to": "b", "vector": [0.1] * 2000}), 413,
+                       "too-many-values")  # counted before the parse: not vector-too-long, found after it
+        assert body["limit"] == 1024 and body["got"] > 2000 and "base64" in body["detail"]
+        full = small.post("/translate", json={"from": "a", "to": "b", "vectors": vectors(LIMITS["max_batch"])})  # type: ignore[arg-type]
+        assert full.status_code == 200, full.text
+
+
 def test_a_body_under_the_limit_is_served(client: TestClient) -> None:
     response = client.post("/translate", json={"from": "a", "to": "b", "vectors": vectors(LIMITS["max_batch"])})  # type: ignore[arg-type]
     assert response.status_code == 200 and response.json()["count"] == LIMITS["max_batch"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
 from latent_bridge.service.api import vectors
+from latent_bridge.service.api.responses import json_bytes
 from latent_bridge.service.api.vectors import decode, encode
 from latent_bridge.service.errors import BatchTooLarge, DimensionMismatch, EmptyBatch, MalformedVectors, NonFiniteInput
 
@@ -40,7 +42,8 @@ def test_the_standard_library_codec_gives_the_same(monkeypatch: pytest.MonkeyPat
 def test_encode_round_trips() -> None:
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
     np.testing.assert_array_equal(decode(encode(x, "base64"), None, "base64", "a", 3, 10), x)  # type: ignore[arg-type]
-    assert encode(x, "float") == x.tolist()
+    rows = json.loads(json_bytes({"vectors": encode(x, "float")}))["vectors"]
+    np.testing.assert_array_equal(np.asarray(rows, dtype=np.float32), x)
 
 
 @pytest.mark.parametrize(
