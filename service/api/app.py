@@ -24,11 +24,12 @@ from latent_bridge.service.api.auth import OPEN_PATHS, APIKeyMiddleware
 from latent_bridge.service.api.docs import DOCS_PATHS, install_docs
 from latent_bridge.service.api.headers import SecurityHeadersMiddleware
 from latent_bridge.service.api.limits import BodyLimitMiddleware, TimeoutMiddleware
+from latent_bridge.service.api.memory import HeapTrimMiddleware, release_memory
 from latent_bridge.service.api.metrics import RouteMetricsMiddleware, ServiceMetrics
 from latent_bridge.service.api.openapi import install_openapi
 from latent_bridge.service.api.problems import install_error_handlers
 from latent_bridge.service.api.protocol import configure as configure_protocol
-from latent_bridge.service.api.reload import Reloader, release_memory
+from latent_bridge.service.api.reload import Reloader
 from latent_bridge.service.api.routes import (
     admin,
     embed,
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     install_docs(app)
     # Added innermost first: a request meets the request id, the access log, the route metrics, the key
     # check, the deadline and the body limit, in that order, before any route.
+    app.add_middleware(HeapTrimMiddleware)  # innermost: trims once the route's objects are freed
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
     # Always wired in: without any key the admin scope must still be closed (auth.py has the rule).

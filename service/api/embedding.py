@@ -18,13 +18,12 @@ Retry-After) and a job past its deadline is never run. Heavier requests run alon
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
+from latent_bridge.service.api.memory import trim_heap
 from latent_bridge.service.api.schemas import Encoding, RawInput
 from latent_bridge.service.api.vectors import decode
 from latent_bridge.service.bundle.loader import Bundle
@@ -43,21 +42,6 @@ _gates: dict[int, threading.BoundedSemaphore] = {}
 _gates_lock = threading.Lock()
 
 
-def _malloc_trim() -> Callable[[], None]:
-    """glibc's ``malloc_trim(0)``, or nothing where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
-    if trim is None:
-        return lambda: None
-    return lambda: None if trim(0) else None
-
-
-_trim = _malloc_trim()
-
-
 @contextmanager
 def encoder_slot(limit: int) -> Iterator[None]:
     """Hold one of ``limit`` encoder slots for the block, or raise ``EncodersBusy`` at once. After the block the
@@ -71,7 +55,7 @@ def encoder_slot(limit: int) -> Iterator[None]:
         yield
     finally:
         gate.release()
-        _trim()
+        trim_heap()
 
 
 def raw_limits(settings: Settings) -> RawLimits:

@@ -13,15 +13,13 @@ workers one by one, each loading the bundle from the environment as it starts.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import logging
 import signal
 from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI
+from latent_bridge.service.api.memory import release_memory
 from latent_bridge.service.api.metrics import ServiceMetrics
 from latent_bridge.service.bundle.loader import Bundle, load_bundle, load_limits
 from latent_bridge.service.bundle.manifest import BundleError
@@ -29,28 +27,6 @@ from latent_bridge.service.errors import BundleRefused
 from latent_bridge.service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def release_memory() -> None:
-    """After a load or a swap: collect the old bundle's cycles, freeze what is left, hand freed heap pages
-    back to the OS.
-
-    Frozen objects (the bundle, the app, the imported modules) are never scanned again by the cyclic
-    collector: a full collection during a big answer (1,024 queries × 100 hits) held the GIL, and
-    ``/healthz``, for 90-110 ms scanning them; 10-25 ms frozen. Unfrozen first, so that the bundle a swap
-    replaced is collected. A bundle is loaded in a worker thread, in that thread's malloc arena; without
-    ``malloc_trim`` glibc keeps the old bundle's freed pages and the resident size climbs with every reload."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        pass
 
 
 class Reloader:

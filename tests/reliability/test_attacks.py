@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from bundle_edits import edit_manifest, rehash
 from reliability_bundles import DIM
-from serverprocess import HOST, Server, command, free_port, running_server
+from serverprocess import HOST, Server, command, free_port, rss_mib, running_server
 from testsettings import ADMIN_KEY
 
 pytestmark = pytest.mark.slow
@@ -227,11 +227,6 @@ def test_a_500_says_connection_close(bundle_one: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
 def test_oversized_files_are_refused_before_they_are_read(

@@ -24,7 +24,7 @@ import pytest
 from attack_payloads import EPS, FFCONCAT, SDP, png_header
 from encoder_bundle import EncoderBundles
 from PIL import Image
-from serverprocess import Server, running_server
+from serverprocess import Server, rss_mib, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.encoders]
 MiB = 1 << 20
@@ -44,13 +44,6 @@ def saved(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
-
-
-def rss_mib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    raise AssertionError("no VmRSS")
 
 
 def sockets(pid: int) -> dict[str, list[tuple[int, str]]]:

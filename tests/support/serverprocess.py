@@ -51,6 +51,12 @@ class Server:
         return self.process.wait(timeout=timeout)
 
 
+def rss_mib(pid: int) -> float:
+    """The process's resident memory (Linux ``/proc``), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
 def wait_ready(server: Server, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
